@@ -1,0 +1,40 @@
+# The course's set-up and jobs. `make demo` and `make test` each set everything up on first use.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+NBVAL  := --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/nbval_sanitize.cfg
+
+export HF_HUB_OFFLINE := 1
+export MUJOCO_GL ?= egl
+export PYDEVD_DISABLE_FILE_VALIDATION := 1
+
+.PHONY: setup demo test unit notebooks lab benchmarks clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml scripts/setup.sh
+	bash scripts/setup.sh
+
+## demo: the SO-100 picks the named cube and puts it in the bin (headless); writes outputs/so100_demo.mp4
+demo: $(STAMP)
+	$(VENV)/bin/vla-course demo --out outputs/so100_demo.mp4
+
+## test: unit tests, then every notebook re-executed and checked by nbval
+test: $(STAMP)
+	$(PY) -m pytest -q tests notebooks $(NBVAL)
+
+unit: $(STAMP)
+	$(PY) -m pytest -q tests
+
+notebooks: $(STAMP)
+	$(PY) -m pytest -q notebooks $(NBVAL)
+
+## lab: JupyterLab on the notebooks
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks
+
+benchmarks: $(STAMP)
+	for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) outputs

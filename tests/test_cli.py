@@ -1,0 +1,54 @@
+"""The command line: results on good input, one-line errors with exit code 2 on bad input."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from vla_course.cli import main
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "vla_course.cli", *args], capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_eval_expert_json(capsys):
+    assert main(["eval", "--policy", "expert", "--episodes", "3", "--seed", "0", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["episodes"] == 3 and 0.0 <= report["success_rate"] <= 1.0
+    assert report["success_rate"] == 1.0
+    assert report["mean_steps"] > 10
+
+
+@pytest.mark.parametrize("args, message", [
+    (["eval", "--policy", "telepathy"], "unknown policy 'telepathy'; available: expert"),
+    (["eval", "--task", "juggle"], "unknown task 'juggle'"),
+    (["demo", "--instruction", "make me a sandwich"], "instruction"),
+    (["record", "--episodes", "1", "--root", "/proc/forbidden/ds"], "writable"),
+])
+def test_bad_input_one_line_exit_2(args, message):
+    proc = run_cli(*args)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr
+
+
+def test_record_refuses_existing_root(tmp_path, capsys):
+    (tmp_path / "ds").mkdir()
+    assert main(["record", "--episodes", "1", "--root", str(tmp_path / "ds")]) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_demo_writes_video(tmp_path, capsys):
+    out = tmp_path / "demo.mp4"
+    assert main(["demo", "--instruction", "put the blue cube in the bin", "--out", str(out),
+                 "--video-size", "128"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith('"put the blue cube in the bin": success') and str(out) in line
+    assert out.stat().st_size > 10_000
+    import imageio.v3 as iio
+
+    frames = iio.imread(out)
+    assert frames.shape[0] > 30 and frames.shape[1] == 128

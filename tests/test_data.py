@@ -1,0 +1,65 @@
+"""Recording to a LeRobotDataset and reloading it through LeRobot's own class."""
+
+import numpy as np
+import pytest
+
+from vla_course.constants import MOTOR_KEYS
+from vla_course.data import load_dataset, record_dataset
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ds") / "so100"
+    return record_dataset(root, episodes=2, seed=0, image_size=32, progress=False)
+
+
+def test_round_trip_through_lerobot(recorded):
+    ds = load_dataset(recorded.root)
+    assert ds.num_episodes == 2
+    assert ds.num_frames == recorded.frames
+    assert ds.fps == 30
+    item = ds[0]
+    assert item["observation.state"].shape == (6,)
+    assert item["action"].shape == (6,)
+    assert item["observation.images.front"].shape == (3, 32, 32)  # LeRobot returns CHW float images
+    assert item["task"].startswith("put the ") and item["task"].endswith(" cube in the bin")
+    assert ds.meta.features["observation.state"]["names"] == list(MOTOR_KEYS)
+
+
+def test_success_flag_on_last_frame(recorded):
+    ds = load_dataset(recorded.root)
+    flags = np.array([bool(ds.hf_dataset[i]["next.success"][0]) for i in range(ds.num_frames)])
+    ends = np.cumsum([ds.meta.episodes[i]["length"] for i in range(ds.num_episodes)]) - 1
+    assert recorded.successes == [True, True]  # the expert succeeds on these seeds
+    assert flags[ends].all() and flags.sum() == 2
+
+
+def test_interrupted_recording_keeps_finished_episodes(tmp_path, monkeypatch):
+    from vla_course import policies
+
+    calls = {"n": 0}
+    original = policies.ExpertPolicy.act
+
+    def act_then_interrupt(self, frame):
+        calls["n"] += 1
+        if calls["n"] == 200:  # well inside the second episode
+            raise KeyboardInterrupt
+        return original(self, frame)
+
+    monkeypatch.setattr(policies.ExpertPolicy, "act", act_then_interrupt)
+    root = tmp_path / "interrupted"
+    with pytest.raises(KeyboardInterrupt) as info:
+        record_dataset(root, episodes=3, seed=0, image_size=32, progress=False)
+    assert info.value.recording.episodes == 1 and info.value.recording.interrupted
+    ds = load_dataset(root)
+    assert ds.num_episodes == 1
+    assert len(ds) == info.value.recording.frames
+    ds[len(ds) - 1]  # the last frame reads back
+
+
+def test_existing_root_and_missing_dataset_errors(tmp_path):
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(FileExistsError, match="already exists"):
+        record_dataset(tmp_path / "taken", episodes=1)
+    with pytest.raises(FileNotFoundError, match="vla-course record"):
+        load_dataset(tmp_path / "nothing")
