@@ -28,7 +28,7 @@ def test_round_trip_through_lerobot(recorded):
 
 def test_success_flag_on_last_frame(recorded):
     ds = load_dataset(recorded.root)
-    flags = np.array([bool(ds.hf_dataset[i]["next.success"][0]) for i in range(ds.num_frames)])
+    flags = np.array([bool(np.asarray(ds.hf_dataset[i]["next.success"]).reshape(-1)[0]) for i in range(ds.num_frames)])
     ends = np.cumsum([ds.meta.episodes[i]["length"] for i in range(ds.num_episodes)]) - 1
     assert recorded.successes == [True, True]  # the expert succeeds on these seeds
     assert flags[ends].all() and flags.sum() == 2

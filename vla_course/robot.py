@@ -34,7 +34,7 @@ def joint_limits_deg() -> tuple[np.ndarray, np.ndarray]:
     """Lower/upper joint limits in LeRobot units (degrees; gripper 0..100), from the sim model."""
     from vla_course.sim import units
 
-    return units.LOWER_LEROBOT.copy(), units.UPPER_LEROBOT.copy()
+    return units.LIMITS_LEROBOT[:, 0].astype(np.float32), units.LIMITS_LEROBOT[:, 1].astype(np.float32)
 
 
 def action_dict_to_array(action: dict) -> np.ndarray:

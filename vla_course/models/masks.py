@@ -146,7 +146,10 @@ class BlockLayout:
             raise ValueError("this layout uses `sees=`; an ar_mask cannot express it, use block_mask()")
         ar: list[int] = []
         for b in self.blocks:
-            ar += [1] * b.length if b.causal else [1] + [0] * (b.length - 1) if b.length else []
+            if b.causal:
+                ar += [1] * b.length  # every token opens its own block
+            elif b.length:
+                ar += [1] + [0] * (b.length - 1)  # one new block, shared by all its tokens
         if ar:
             ar[0] = 0
         return torch.tensor(ar, dtype=torch.long)

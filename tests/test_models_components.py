@@ -1,0 +1,136 @@
+"""Tokenizer, image encoder, normaliser, flow-matching primitives (against LeRobot's)."""
+
+import math
+
+import pytest
+import torch
+from lerobot.policies.common.flow_matching import euler_integrate as lerobot_euler
+from lerobot.policies.common.flow_matching import sample_time_beta as lerobot_sample_time
+from lerobot.policies.common.vla_utils import create_sinusoidal_pos_embedding
+from scipy.stats import ks_2samp
+
+from vla_course.models import (ConvTokenizer, Normalizer, TinyVLM, WordTokenizer, euler_integrate, interpolate,
+                               sample_time, sincos_time_embedding)
+from vla_course.models.synthetic import course_tokenizer, random_images, tiny_vlm_config
+
+
+# ---- tokenizer ------------------------------------------------------------------------------
+def test_tokenizer_round_trip_and_specials():
+    tok = WordTokenizer(["pick", "up", "the", "red", "cube", "?"])
+    assert (tok.pad_id, tok.bos_id, tok.eos_id, tok.unk_id) == (0, 1, 2, 3)
+    ids = tok.encode("Pick up the RED cube?", add_bos=True, add_eos=True)
+    assert ids[0] == tok.bos_id and ids[-1] == tok.eos_id
+    assert tok.decode(ids) == "pick up the red cube ?"
+    assert tok.encode("pick the banana")[-1] == tok.unk_id
+    assert tok.decode(tok.encode("red") + [tok.eos_id] + tok.encode("cube")) == "red"  # stops at <eos>
+
+
+def test_tokenizer_grows_without_moving_ids_and_serialises():
+    tok = WordTokenizer(["red", "cube"])
+    before = {w: tok.word_to_id[w] for w in ("red", "cube")}
+    new = tok.add_words("advantage: positive red")
+    assert tok.word_to_id["red"] == before["red"] and tok.word_to_id["cube"] == before["cube"]
+    assert new[-1] == before["red"] and len(tok) == 4 + 4
+    assert tok.decode(tok.encode("advantage: positive")) == "advantage: positive"
+    tok2 = WordTokenizer.from_dict(tok.to_dict())
+    assert tok2.id_to_word == tok.id_to_word
+    with pytest.raises(ValueError):
+        tok.add_words(["two words"])
+
+
+def test_vlm_embedding_grows_with_the_tokenizer():
+    tok = course_tokenizer()
+    vlm = TinyVLM(tok, tiny_vlm_config())
+    old = vlm.embed.weight.detach().clone()
+    tok.add_words(["subtask:", "grasp"])
+    with pytest.raises(RuntimeError, match="resize_token_embeddings"):
+        vlm.tokenize(["grasp"], add_bos=True, add_eos=False)
+    vlm.resize_token_embeddings()
+    assert vlm.embed.num_embeddings == len(tok)
+    assert torch.equal(vlm.embed.weight[: old.shape[0]], old)
+    assert vlm.logits(torch.randn(2, vlm.config.width)).shape == (2, len(tok))
+
+
+# ---- vision -----------------------------------------------------------------------------------
+def test_image_encoder_shapes_and_input_formats():
+    enc = ConvTokenizer(width=24, num_cameras=2, image_size=96, grid=4, channels=(8, 16))
+    imgs = random_images(3)
+    u8 = [imgs["observation.images.front"], imgs["observation.images.wrist"]]
+    tokens = enc(u8)
+    assert tokens.shape == (3, 2 * 16, 24)
+    chw = [x.permute(0, 3, 1, 2).float() / 255.0 for x in u8]  # LeRobotDataset format
+    torch.testing.assert_close(enc(chw), tokens)
+    assert enc([x.float() / 255.0 for x in u8]).shape == tokens.shape  # float channels-last
+
+
+@pytest.mark.parametrize("shape", [(2, 64, 64, 3), (2, 96, 96), (2, 96, 96, 4), (96, 96, 3)])
+def test_wrong_image_shape_raises_clear_error(shape):
+    enc = ConvTokenizer(width=8, num_cameras=1, channels=(4, 8))
+    with pytest.raises(ValueError, match=r"\(B, 96, 96, 3\)"):
+        enc([torch.zeros(shape, dtype=torch.uint8)])
+
+
+# ---- normaliser ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", ["mean_std", "quantile"])
+def test_normaliser_round_trip_and_state_dict(mode):
+    x = torch.randn(500, 6) * torch.tensor([30.0, 20, 20, 20, 90, 40]) + 10
+    n = Normalizer(6, mode)
+    with pytest.raises(RuntimeError, match="never set"):
+        n.normalize(x)
+    n.set_stats(Normalizer.compute_stats(x))
+    y = n.normalize(x)
+    if mode == "mean_std":
+        torch.testing.assert_close(y.mean(0), torch.zeros(6), atol=1e-4, rtol=0)
+    else:
+        assert (y.abs() <= 1.0 + 1e-5).float().mean() > 0.97
+    torch.testing.assert_close(n.unnormalize(y), x, atol=1e-3, rtol=1e-5)
+    m = Normalizer(6, mode)
+    m.load_state_dict(n.state_dict())  # the stats travel with the checkpoint
+    torch.testing.assert_close(m.normalize(x), y)
+
+
+# ---- flow matching -----------------------------------------------------------------------------------
+def test_beta_time_sampler_matches_lerobot():
+    torch.manual_seed(0)
+    n = 100_000
+    ours = sample_time(n, generator=torch.Generator().manual_seed(1))
+    ours_default = sample_time(n)
+    ref = lerobot_sample_time(n, "cpu", alpha=1.5, beta=1.0, scale=0.999, offset=0.001)
+    mean = 0.6 * 0.999 + 0.001  # Beta(1.5, 1): mean a/(a+b) = 0.6, var ab/((a+b)^2 (a+b+1)) = 0.0686
+    var = 1.5 / (2.5**2 * 3.5) * 0.999**2
+    for s in (ours, ours_default, ref):
+        assert s.dtype == torch.float32 and s.min() >= 0.001 and s.max() <= 1.0
+        assert abs(s.mean().item() - mean) < 0.004 and abs(s.var().item() - var) < 0.002
+    assert ks_2samp(ours.numpy(), ref.numpy()).pvalue > 1e-3
+    assert ks_2samp(ours_default.numpy(), ref.numpy()).pvalue > 1e-3
+    # and a wrong distribution would be caught:
+    assert ks_2samp(torch.rand(n).numpy(), ref.numpy()).pvalue < 1e-6
+
+
+def test_euler_loop_matches_lerobot():
+    noise = torch.randn(3, 4, 6)
+
+    def v(x, t):  # any smooth velocity that depends on x and t
+        return torch.sin(x) * t.view(-1, 1, 1) - 0.5 * x + 0.1
+
+    for steps in (1, 3, 10):
+        torch.testing.assert_close(euler_integrate(v, noise, steps), lerobot_euler(v, noise, steps))
+
+
+def test_interpolation_convention_t1_is_noise():
+    a, z = torch.randn(2, 4, 6), torch.randn(2, 4, 6)
+    x1, u = interpolate(a, z, torch.ones(2))
+    x0, _ = interpolate(a, z, torch.zeros(2))
+    torch.testing.assert_close(x1, z)
+    torch.testing.assert_close(x0, a)
+    torch.testing.assert_close(u, z - a)
+    # integrating the true velocity from t=1 recovers the data exactly
+    torch.testing.assert_close(euler_integrate(lambda x, t: u, z, 10), a, atol=1e-5, rtol=1e-5)
+
+
+def test_time_embedding_matches_openpi_formula():
+    t = torch.tensor([0.001, 0.3, 0.77, 1.0])
+    ours = sincos_time_embedding(t, 32, 4e-3, 4.0)
+    ref = create_sinusoidal_pos_embedding(t, 32, 4e-3, 4.0, device=torch.device("cpu")).float()
+    torch.testing.assert_close(ours, ref, atol=2e-4, rtol=0)
+    assert math.isclose(float(ours.pow(2).sum(1).mean()), 16.0, rel_tol=1e-5)

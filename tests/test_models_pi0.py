@@ -1,0 +1,154 @@
+"""pi0 in miniature: shapes, cached sampling, the KI switch, normalisation, overfitting, checkpoints."""
+
+import pytest
+import torch
+
+from vla_course.constants import NUM_JOINTS
+from vla_course.models import Pi0, Pi0Config, TinyVLM, VLMConfig, count_parameters
+from vla_course.models.synthetic import course_tokenizer, random_pi0_batch, stats_from_batch, tiny_pi0
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _ready(chunk=4, **kw):
+    model = tiny_pi0(chunk_size=chunk, **kw)
+    batch = random_pi0_batch(3, chunk, seed=1)
+    model.set_normalization_stats(stats_from_batch(batch))
+    return model, batch
+
+
+def test_default_model_shapes_and_parameter_counts():
+    torch.manual_seed(0)
+    model = Pi0(TinyVLM(course_tokenizer(), VLMConfig()), Pi0Config())
+    assert model.config.chunk_size == 16
+    batch = random_pi0_batch(2, 16)
+    model.set_normalization_stats(stats_from_batch(batch))
+    assert model.compute_loss(batch).ndim == 0
+    assert model.compute_loss(batch, reduction="none").shape == (2, 16, NUM_JOINTS)
+    assert model.sample_actions(batch).shape == (2, 16, NUM_JOINTS)
+    c = count_parameters(model)
+    assert c["total"] == sum(p.numel() for p in model.parameters())
+    assert c["total"] == sum(v for k, v in c.items() if k != "total")
+    assert c["action_expert"] < c["backbone"] / 2  # narrower expert, same depth/heads
+    assert 300_000 < c["total"] < 1_000_000
+    # expert shares the backbone's heads and head dim, but has its own (narrower) weights
+    e, b = model.action_expert.layers[0], model.vlm.backbone.layers[0]
+    assert e.qkv.weight.shape[0] == b.qkv.weight.shape[0] and e.qkv.weight.shape[1] == b.qkv.weight.shape[1] // 2
+
+
+def test_cached_sampling_equals_uncached():
+    model, batch = _ready()
+    batch["task"] = ["pick up the red cube", "stack", "push the purple cube to the right"]  # padded prompts
+    noise = torch.randn(3, 4, NUM_JOINTS)
+    fast = model.sample_actions(batch, noise=noise)
+    slow = model.sample_actions(batch, noise=noise, use_cache=False)
+    torch.testing.assert_close(fast, slow, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(fast, model.sample_actions(batch, noise=noise + 1))
+
+
+def test_sampling_depends_on_images_state_and_task():
+    model, batch = _ready()
+    noise = torch.randn(3, 4, NUM_JOINTS)
+    base = model.sample_actions(batch, noise=noise)
+    for change in ("observation.images.wrist", "observation.state", "task"):
+        other = dict(batch)
+        if change == "task":
+            other["task"] = ["stack the green cube on the yellow cube"] * 3
+        elif change == "observation.state":
+            other[change] = batch[change] + 20.0
+        else:
+            other[change] = 255 - batch[change]
+        assert not torch.allclose(base, model.sample_actions(other, noise=noise)), change
+
+
+@pytest.mark.parametrize("to_backbone", [True, False])
+def test_action_loss_to_backbone_switch(to_backbone):
+    model, batch = _ready(action_loss_to_backbone=to_backbone)
+    noise, t = torch.randn(3, 4, NUM_JOINTS), torch.full((3,), 0.5)
+    loss = model.compute_loss(batch, noise=noise, time=t)
+    loss.backward()
+    vlm_grads = {n: p.grad for n, p in model.vlm.named_parameters()}
+    other = {n: p.grad for n, p in model.named_parameters() if not n.startswith("vlm.")}
+    assert all(torch.isfinite(g).all() for g in list(other.values()) + list(vlm_grads.values()) if g is not None)
+    assert all(g is not None and g.abs().max() > 0 for g in other.values()), "expert must always learn"
+    if to_backbone:
+        assert model.vlm.backbone.layers[0].qkv.weight.grad.abs().max() > 0
+        assert model.vlm.vision.stem[0].weight.grad.abs().max() > 0
+        assert model.vlm.embed.weight.grad.abs().max() > 0
+    else:
+        assert all(g is None or g.abs().max() == 0 for g in vlm_grads.values())
+    # the switch changes gradients only, never the loss value
+    model.config.action_loss_to_backbone = not to_backbone
+    torch.testing.assert_close(model.compute_loss(batch, noise=noise, time=t), loss)
+
+
+def test_normalisation_is_required_and_saved(tmp_path):
+    model = tiny_pi0()
+    batch = random_pi0_batch(2, 4)
+    with pytest.raises(RuntimeError, match="set_normalization_stats"):
+        model.compute_loss(batch)
+    model.set_normalization_stats(stats_from_batch(batch))
+    assert "action_normalizer.mean" in model.state_dict() and "state_normalizer.std" in model.state_dict()
+    noise = torch.randn(2, 4, NUM_JOINTS)
+    before = model.sample_actions(batch, noise=noise)
+    model.save_pretrained(tmp_path)
+    again = Pi0.from_pretrained(tmp_path)
+    torch.testing.assert_close(again.action_normalizer.mean, model.action_normalizer.mean)
+    torch.testing.assert_close(again.sample_actions(batch, noise=noise), before)
+    # actions come out in the data's units (degrees), not normalised units
+    assert before.abs().mean() > 5.0
+
+
+def test_quantile_normalisation_option():
+    torch.manual_seed(0)
+    model = Pi0(TinyVLM(course_tokenizer(), tiny_pi0().vlm.config),
+                Pi0Config(chunk_size=4, expert_width=16, expert_mlp_dim=32, normalization="quantile"))
+    batch = random_pi0_batch(3, 4)
+    model.set_normalization_stats(stats_from_batch(batch))
+    assert torch.isfinite(model.compute_loss(batch))
+
+
+def test_action_padding_and_shape_errors():
+    model, batch = _ready()
+    noise, t = torch.randn(3, 4, NUM_JOINTS), torch.rand(3)
+    full = model.compute_loss(batch, noise=noise, time=t, reduction="none")
+    pad = torch.zeros(3, 4, dtype=torch.bool)
+    pad[:, -1] = True
+    masked = model.compute_loss(dict(batch, action_is_pad=pad), noise=noise, time=t)
+    torch.testing.assert_close(masked, full[:, :-1].mean())
+    with pytest.raises(ValueError, match=r"\(B, 4, 6\)"):
+        model.compute_loss(dict(batch, action=batch["action"][:, :3]))
+
+
+def test_flow_loss_falls_and_samples_approach_the_data():
+    model, batch = _ready(chunk=4)
+    g = torch.Generator().manual_seed(0)
+    eval_noise = torch.randn(8, 3, 4, NUM_JOINTS, generator=g)
+    eval_t = torch.rand(8, 3, generator=g)
+
+    def eval_loss():
+        with torch.no_grad():
+            return sum(model.compute_loss(batch, noise=n, time=t) for n, t in zip(eval_noise, eval_t)).item() / 8
+
+    def sample_err():
+        target = model.action_normalizer.normalize(batch["action"])
+        got = model.action_normalizer.normalize(model.sample_actions(batch, noise=torch.randn(3, 4, 6, generator=g)))
+        return (got - target).pow(2).mean().item()
+
+    before, err_before = eval_loss(), sample_err()
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
+    for _ in range(300):
+        loss = model.compute_loss(batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    after, err_after = eval_loss(), sample_err()
+    print(f"flow loss {before:.3f} -> {after:.3f}; sample mse {err_before:.3f} -> {err_after:.3f}")
+    assert after < 0.3 * before, (before, after)
+    assert err_after < 0.3 * err_before, (err_before, err_after)

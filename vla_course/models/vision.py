@@ -1,0 +1,101 @@
+"""Image encoder: camera frames -> a few tokens each.
+
+PaliGemma encodes a 224x224 image into 256 tokens with a 400M-parameter ViT
+(SigLIP). We have 96x96 frames from two cameras and one CPU core, so we use a
+small conv stem instead. Its convolutions already know that neighbouring
+pixels belong together, which a ViT has to learn from lots of data::
+
+    (3, 96, 96) ─conv 4x4 /4─► (c1, 24, 24) ─conv 3x3 /2─► (c2, 12, 12) ─conv 3x3 /2─► (c2, 6, 6)
+                ─avg-pool─► (c2, g, g) ─linear─► g*g tokens of size `width`
+
+Each token also gets a learned embedding for its grid cell and for its
+camera, so the transformer knows where and through which camera it looked.
+Position questions ("is the red cube left or right ?") need that. The two
+cameras share the conv weights.
+
+Inputs follow LeRobot conventions. Either ``uint8 (B, H, W, 3)`` (as a camera
+or the sim gives them) or ``float (B, 3, H, W)`` in [0, 1] (as a
+``LeRobotDataset`` gives them). Any other shape raises a ``ValueError`` that
+names the expected shape.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def to_float_chw(images: Tensor, image_size: int) -> Tensor:
+    """Bring camera frames to float (B, 3, S, S) in [-1, 1].
+
+    It accepts uint8 or float frames, channels-last (B, S, S, 3) or
+    channels-first (B, 3, S, S). Float input is taken to be in [0, 1].
+    """
+    s = image_size
+    if not isinstance(images, Tensor):
+        images = torch.as_tensor(images)
+    if images.ndim == 4 and tuple(images.shape[1:]) == (s, s, 3):
+        images = images.permute(0, 3, 1, 2)
+    elif not (images.ndim == 4 and tuple(images.shape[1:]) == (3, s, s)):
+        raise ValueError(
+            f"expected images of shape (B, {s}, {s}, 3) (uint8 or float) or (B, 3, {s}, {s}) (float in [0, 1]), "
+            f"got shape {tuple(images.shape)}"
+        )
+    if images.dtype == torch.uint8:
+        images = images.float() / 255.0
+    elif images.is_floating_point():
+        images = images.float()
+    else:
+        raise ValueError(f"expected uint8 or float images, got dtype {images.dtype}")
+    return images * 2.0 - 1.0
+
+
+class ConvTokenizer(nn.Module):
+    """Small CNN that turns each camera frame into ``grid*grid`` tokens.
+
+    Args:
+        width: token size (the backbone's width).
+        num_cameras: how many cameras (each gets its own learned camera embedding).
+        image_size: expected square frame size (96 in the course).
+        grid: tokens per side (4 gives 16 tokens per camera).
+        channels: conv channels (c1, c2).
+    """
+
+    def __init__(self, width: int, num_cameras: int = 2, image_size: int = 96, grid: int = 4,
+                 channels: tuple[int, int] = (32, 64)):
+        super().__init__()
+        if image_size % 16 != 0:
+            raise ValueError(f"image_size must be a multiple of 16, got {image_size}")
+        c1, c2 = channels
+        self.image_size, self.grid, self.num_cameras = image_size, grid, num_cameras
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, c1, kernel_size=4, stride=4),
+            nn.GELU(),
+            nn.Conv2d(c1, c2, kernel_size=3, stride=2, padding=1),
+            nn.GELU(),
+            nn.Conv2d(c2, c2, kernel_size=3, stride=2, padding=1),
+            nn.GELU(),
+        )
+        self.proj = nn.Linear(c2, width)
+        self.pos_emb = nn.Parameter(torch.randn(grid * grid, width) * 0.02)
+        self.cam_emb = nn.Parameter(torch.randn(num_cameras, width) * 0.02)
+
+    @property
+    def tokens_per_camera(self) -> int:
+        return self.grid * self.grid
+
+    def forward(self, images: list[Tensor]) -> Tensor:
+        """``images``: one tensor per camera, each (B, ...) as in :func:`to_float_chw`.
+        It returns (B, num_cameras * grid * grid, width)."""
+        if len(images) != self.num_cameras:
+            raise ValueError(f"expected {self.num_cameras} camera images, got {len(images)}")
+        x = torch.cat([to_float_chw(im, self.image_size) for im in images], 0)  # (n_cam*B, 3, S, S)
+        bsz = x.shape[0] // self.num_cameras
+        feat = self.stem(x)
+        if feat.shape[-1] != self.grid:
+            feat = F.adaptive_avg_pool2d(feat, self.grid)
+        tok = self.proj(feat.flatten(2).transpose(1, 2))  # (n_cam*B, g*g, width)
+        tok = tok.view(self.num_cameras, bsz, -1, tok.shape[-1]) + self.pos_emb
+        tok = tok + self.cam_emb[:, None, None, :]
+        return tok.permute(1, 0, 2, 3).reshape(bsz, -1, tok.shape[-1])

@@ -1,0 +1,277 @@
+r"""TinyVLM: a PaliGemma in miniature (image encoder + word embeddings + decoder-only transformer).
+
+PaliGemma reads ``[image tokens, question]`` as one bidirectional prefix and
+writes the answer causally: a **prefix-LM**. The image tokens and the question
+see each other both ways. Each answer word sees the prefix and the words
+before it::
+
+    tokens:   img ... img  <bos> what colour ? | red  <eos>
+    ar_mask:   0  ...  0     0    0      0   0 |  1     1
+    loss:                                    ^ predicts "red" ("red" predicts <eos>)
+
+The loss is cross-entropy on the answer only. Decoding is greedy: run the
+prefix once (KV cache), then feed one word at a time.
+
+This module owns the **backbone** weights (``self.backbone``, an
+:class:`~vla_course.models.transformer.Expert`). pi0 reuses them and adds a
+second expert next to them (see ``pi0.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_model, save_model
+from torch import Tensor, nn
+
+from ..constants import CAMERAS, IMAGE_KEY_PREFIX, IMAGE_SIZE
+from .masks import make_att_2d_masks
+from .tokenizer import WordTokenizer
+from .transformer import Expert, ExpertConfig, KVCache, joint_forward, rope_cos_sin
+from .vision import ConvTokenizer
+
+
+@dataclass
+class VLMConfig:
+    """Sizes of the tiny VLM.
+
+    The defaults give ~0.40M parameters: vision 65k, backbone 332k, plus 96 per
+    vocabulary word (the embedding, tied with the LM head).
+    """
+
+    width: int = 96
+    depth: int = 3
+    num_heads: int = 4
+    head_dim: int = 24
+    mlp_dim: int = 256
+    image_size: int = IMAGE_SIZE
+    cameras: tuple[str, ...] = CAMERAS
+    grid: int = 4  # tokens per side per camera -> 16 tokens per camera
+    vision_channels: tuple[int, int] = (32, 64)
+    max_prompt_len: int = 24  # prompt words (after <bos>) kept; longer prompts are cut
+    rope_base: float = 10_000.0
+
+    def backbone(self) -> ExpertConfig:
+        return ExpertConfig(self.width, self.mlp_dim, self.depth, self.num_heads, self.head_dim)
+
+
+def camera_images(batch: dict, cameras: tuple[str, ...]) -> list[Tensor]:
+    """Pick each camera's frames from a batch. The key is ``observation.images.<cam>`` (LeRobot) or ``<cam>``."""
+    out = []
+    for cam in cameras:
+        key = IMAGE_KEY_PREFIX + cam
+        if key in batch:
+            out.append(batch[key])
+        elif cam in batch:
+            out.append(batch[cam])
+        else:
+            raise KeyError(f"batch has no image for camera {cam!r} (expected key {key!r})")
+    return out
+
+
+def positions_from_pad(pad_mask: Tensor, offset: Tensor | int = 0) -> Tensor:
+    """openpi positions: ``cumsum(pad) - 1``, so padding takes up no position."""
+    off = offset[:, None] if isinstance(offset, Tensor) else offset
+    return (torch.cumsum(pad_mask.long(), 1) - 1).clamp(min=0) + off
+
+
+class TinyVLM(nn.Module):
+    """Vision encoder + word embeddings + backbone transformer + tied LM head.
+
+    Args:
+        tokenizer: a :class:`WordTokenizer`; the embedding has one row per word.
+        config: :class:`VLMConfig`.
+
+    Batch format (LeRobot keys): ``"observation.images.front"`` /
+    ``"observation.images.wrist"`` are ``uint8 (B, 96, 96, 3)`` or ``float (B, 3, 96, 96)``,
+    ``"prompt"`` is ``list[str]``, and for training ``"answer"`` is ``list[str]``.
+    """
+
+    def __init__(self, tokenizer: WordTokenizer, config: VLMConfig | None = None):
+        super().__init__()
+        self.config = config = config or VLMConfig()
+        self.tokenizer = tokenizer
+        self.vision = ConvTokenizer(config.width, len(config.cameras), config.image_size, config.grid,
+                                    tuple(config.vision_channels))
+        self.embed = nn.Embedding(len(tokenizer), config.width)
+        nn.init.normal_(self.embed.weight, std=1.0 / math.sqrt(config.width))
+        self.backbone = Expert(config.backbone())
+
+    # ---- vocabulary growth ------------------------------------------------------------
+    def resize_token_embeddings(self) -> None:
+        """Give the embedding (and the tied LM head) one row per tokenizer word.
+
+        Call it after ``tokenizer.add_words``. Old rows are kept and new rows are
+        initialised at random.
+        """
+        old, n = self.embed.weight.data, len(self.tokenizer)
+        if n < old.shape[0]:
+            raise ValueError("the tokenizer shrank; ids must never be removed")
+        if n == old.shape[0]:
+            return
+        new = nn.Embedding(n, old.shape[1]).to(old.device)
+        nn.init.normal_(new.weight, std=1.0 / math.sqrt(old.shape[1]))
+        new.weight.data[: old.shape[0]] = old
+        self.embed = new
+
+    # ---- embeddings --------------------------------------------------------------------
+    def tokenize(self, texts: list[str], add_bos: bool, add_eos: bool, max_len: int | None = None,
+                 ) -> tuple[Tensor, Tensor]:
+        """Right-padded ids (B, L) and pad mask (B, L), with L = longest text in the batch."""
+        if len(self.tokenizer) != self.embed.num_embeddings:
+            raise RuntimeError(f"tokenizer has {len(self.tokenizer)} words but the embedding has "
+                               f"{self.embed.num_embeddings} rows; call resize_token_embeddings()")
+        seqs = []
+        for t in texts:
+            ids = self.tokenizer.encode(t)
+            if max_len is not None:
+                ids = ids[:max_len]
+            seqs.append(([self.tokenizer.bos_id] if add_bos else []) + ids + ([self.tokenizer.eos_id] if add_eos else []))
+        length = max(1, max(len(s) for s in seqs))
+        ids = torch.full((len(seqs), length), self.tokenizer.pad_id, dtype=torch.long)
+        pad = torch.zeros(len(seqs), length, dtype=torch.bool)
+        for i, s in enumerate(seqs):
+            ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+            pad[i, : len(s)] = True
+        dev = self.embed.weight.device
+        return ids.to(dev), pad.to(dev)
+
+    def embed_tokens(self, ids: Tensor) -> Tensor:
+        """Word embeddings, scaled by sqrt(width) as in Gemma."""
+        return self.embed(ids) * math.sqrt(self.config.width)
+
+    def embed_prefix(self, batch: dict, prompts: list[str] | None = None) -> tuple[Tensor, Tensor]:
+        """Prefix = [image tokens of every camera, <bos> + prompt words].
+
+        It returns embeddings (B, Np, W) and the pad mask (B, Np). The whole
+        prefix is one bidirectional block (ar_mask all zeros).
+        """
+        if prompts is None:
+            prompts = batch["prompt"] if "prompt" in batch else batch["task"]
+        if isinstance(prompts, str):
+            prompts = [prompts]
+        img = self.vision(camera_images(batch, self.config.cameras))
+        ids, text_pad = self.tokenize(list(prompts), add_bos=True, add_eos=False,
+                                      max_len=self.config.max_prompt_len)
+        if img.shape[0] != ids.shape[0]:
+            raise ValueError(f"{img.shape[0]} images but {ids.shape[0]} prompts")
+        img_pad = torch.ones(img.shape[:2], dtype=torch.bool, device=img.device)
+        return torch.cat([img, self.embed_tokens(ids)], 1), torch.cat([img_pad, text_pad], 1)
+
+    def logits(self, hidden: Tensor) -> Tensor:
+        """LM head tied to the input embedding (Gemma ties them)."""
+        return hidden @ self.embed.weight.T
+
+    # ---- training ----------------------------------------------------------------------
+    def answer_logits(self, batch: dict) -> tuple[Tensor, Tensor]:
+        """Teacher-forced logits for every answer word (and <eos>).
+
+        It returns ``(logits (B, M, V), targets (B, M))``. Targets are -100 at
+        padding. The logit for answer word j comes from the token before it:
+        the last real prefix token for j=0, answer word j-1 otherwise.
+        """
+        prefix, prefix_pad = self.embed_prefix(batch)
+        ans_ids, ans_pad = self.tokenize(list(batch["answer"]), add_bos=False, add_eos=True)
+        x = torch.cat([prefix, self.embed_tokens(ans_ids)], 1)
+        pad = torch.cat([prefix_pad, ans_pad], 1)
+        ar = torch.cat([torch.zeros(prefix.shape[1], dtype=torch.long),
+                        torch.ones(ans_ids.shape[1], dtype=torch.long)]).to(x.device)
+        mask = make_att_2d_masks(pad, ar)
+        (h,), _ = joint_forward([self.backbone], [x], mask, positions_from_pad(pad),
+                                rope_base=self.config.rope_base)
+        n_p = prefix.shape[1]
+        last = prefix_pad.long().sum(1) - 1  # index of the last real prefix token
+        first = h[torch.arange(h.shape[0]), last][:, None]  # (B, 1, W) predicts answer word 0
+        pred_h = torch.cat([first, h[:, n_p: n_p + ans_ids.shape[1] - 1]], 1)
+        targets = ans_ids.masked_fill(~ans_pad, -100)
+        return self.logits(pred_h), targets
+
+    def compute_loss(self, batch: dict) -> Tensor:
+        """Cross-entropy on the answer words (and <eos>) only."""
+        logits, targets = self.answer_logits(batch)
+        return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
+
+    # ---- inference ---------------------------------------------------------------------
+    def prefill(self, batch: dict, prompts: list[str] | None = None) -> tuple[Tensor, KVCache]:
+        """Run the prefix once through the backbone.
+
+        It returns the final hidden state of each row's last real prefix token
+        (B, W) and the KV cache.
+        """
+        prefix, pad = self.embed_prefix(batch, prompts)
+        mask = make_att_2d_masks(pad, torch.zeros(pad.shape[1], dtype=torch.long, device=pad.device))
+        (h,), cache = joint_forward([self.backbone], [prefix], mask, positions_from_pad(pad),
+                                    return_cache=True, rope_base=self.config.rope_base)
+        cache.pad_mask = pad
+        last = pad.long().sum(1) - 1
+        return h[torch.arange(h.shape[0]), last], cache
+
+    @torch.inference_mode()
+    def generate(self, batch: dict, prompts: list[str] | str | None = None, max_new_tokens: int = 8,
+                 return_logits: bool = False):
+        """Greedy decoding with a KV cache. It returns one answer string per row.
+
+        ``batch`` holds the camera images (and ``"prompt"`` unless ``prompts`` is given).
+        With ``return_logits=True`` it also returns the logits of each step (B, T, V).
+        """
+        if isinstance(prompts, str):
+            prompts = [prompts]
+        h_last, cache = self.prefill(batch, prompts)
+        bsz, dev = h_last.shape[0], h_last.device
+        step_logits = [self.logits(h_last)]
+        out = [step_logits[-1].argmax(-1)]
+        done = out[-1] == self.tokenizer.eos_id
+        hd = self.config.head_dim
+        for _ in range(max_new_tokens - 1):
+            if bool(done.all()):
+                break
+            x = self.embed_tokens(out[-1])[:, None]  # (B, 1, W)
+            pos = cache.next_pos[:, None]
+            key_pad = torch.cat([cache.pad_mask, torch.ones(bsz, 1, dtype=torch.bool, device=dev)], 1)
+            mask = key_pad[:, None, :]  # the new word sees every real cached token and itself
+            (h,), new_cache = joint_forward([self.backbone], [x], mask, kv_cache=cache, return_cache=True,
+                                            rope=rope_cos_sin(pos, hd, self.config.rope_base))
+            new_cache.pad_mask = key_pad
+            cache = new_cache
+            step_logits.append(self.logits(h[:, 0]))
+            nxt = step_logits[-1].argmax(-1)
+            nxt = torch.where(done, torch.full_like(nxt, self.tokenizer.eos_id), nxt)
+            out.append(nxt)
+            done = done | (nxt == self.tokenizer.eos_id)
+        ids = torch.stack(out, 1)
+        texts = [self.tokenizer.decode(row.tolist()) for row in ids]
+        if return_logits:
+            return texts, torch.stack(step_logits, 1)
+        return texts
+
+    # ---- checkpoints -------------------------------------------------------------------
+    def save_pretrained(self, path: str | Path) -> None:
+        """Write ``config.json`` (sizes and vocabulary) and ``model.safetensors``."""
+        save_checkpoint(self, path, {"kind": "TinyVLM", "vlm": asdict(self.config),
+                                     "tokenizer": self.tokenizer.to_dict()})
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path) -> TinyVLM:
+        cfg = json.loads((Path(path) / "config.json").read_text())
+        model = cls(WordTokenizer.from_dict(cfg["tokenizer"]), vlm_config_from_dict(cfg["vlm"]))
+        load_model(model, str(Path(path) / "model.safetensors"))
+        return model
+
+
+def vlm_config_from_dict(d: dict) -> VLMConfig:
+    d = dict(d)
+    d["cameras"] = tuple(d["cameras"])
+    d["vision_channels"] = tuple(d["vision_channels"])
+    return VLMConfig(**d)
+
+
+def save_checkpoint(model: nn.Module, path: str | Path, config: dict) -> None:
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "config.json").write_text(json.dumps(config, indent=1))
+    save_model(model, str(path / "model.safetensors"))

@@ -1,0 +1,193 @@
+"""Tasks: what to build on the table and what counts as done.
+
+A *task* is a small object that, given a random generator, lays out an episode
+(which cubes, where, which one is the target) and then judges success from the
+privileged scene state. Tasks are kept in a registry, ``TASKS``, so that
+``make_env(task="pick_place")`` can find them by name and later chapters can add
+more (multi-step ones such as "put the red cube then the blue cube in the bin").
+
+The one shipped with this chapter is :class:`PickPlace`: "put the <colour> cube
+in the bin". :class:`PutInBin` is the general version (an ordered list of
+target cubes); ``pick_place`` is ``PutInBin`` with one target, and
+``pick_place_two`` shows how a two-step task is declared.
+
+Success is defined on the *physical* outcome, never on what the robot intended:
+every target cube lies inside the bin and the gripper is not holding it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from vla_course.constants import COLORS
+from vla_course.sim import scene
+
+# Where cubes may be put: a ring sector in front of the arm's pan axis, on the
+# opposite side from the bin, all comfortably within a top-down reach.
+REACH_MIN, REACH_MAX = 0.14, 0.26  # metres from the pan axis
+ANGLE_MIN, ANGLE_MAX = np.radians(-30.0), np.radians(65.0)  # 0 = straight ahead (+x)
+MIN_CUBE_SPACING = 0.065  # centre to centre: room for the open fingers
+MIN_BIN_CLEARANCE = 0.10  # cube centre to bin centre
+
+
+@dataclass
+class Layout:
+    """One episode's initial scene: cube colour -> (x, y, yaw), and the goal."""
+
+    cubes: dict[str, tuple[float, float, float]]
+    targets: list[str]  # cubes to put in the bin, in order
+    instruction: str
+    seed: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+class PutInBin:
+    """Put one or more named cubes in the bin, in the given order.
+
+    Args:
+        n_cubes: how many cubes are on the table (None: 3 to 5, by seed).
+        targets: colours to put in the bin, in order (None: chosen by seed).
+        n_targets: how many targets to draw when ``targets`` is None.
+    """
+
+    name = "put_in_bin"
+
+    def __init__(self, n_cubes: int | None = None, targets: list[str] | tuple | None = None, n_targets: int = 1):
+        self.n_targets = len(targets) if targets else n_targets
+        if n_cubes is not None and not (self.n_targets <= n_cubes <= len(COLORS)):
+            raise ValueError(
+                f"n_cubes={n_cubes} is out of range; use {self.n_targets}..{len(COLORS)} (or None for 3..5 by seed)"
+            )
+        for colour in targets or ():
+            if colour not in COLORS:
+                raise ValueError(f"unknown cube colour {colour!r}; use one of: {', '.join(COLORS)}")
+        if targets and len(set(targets)) != len(targets):
+            raise ValueError(f"targets {targets} repeat a colour; each cube can go in the bin once")
+        self.n_cubes = n_cubes
+        self.targets = list(targets) if targets else None
+
+    # -- layout -----------------------------------------------------------
+    def instruction(self, targets: list[str]) -> str:
+        """The language instruction for these targets."""
+        if len(targets) == 1:
+            return f"put the {targets[0]} cube in the bin"
+        names = " then the ".join(f"{c} cube" for c in targets)
+        return f"put the {names} in the bin"
+
+    def sample(self, rng: np.random.Generator, seed: int = 0) -> Layout:
+        """Draw an episode: how many cubes, which colours, where, which targets."""
+        n = self.n_cubes if self.n_cubes is not None else int(rng.integers(max(3, self.n_targets), len(COLORS) + 1))
+        palette = list(COLORS)
+        if self.targets:
+            others = [c for c in palette if c not in self.targets]
+            colours = list(self.targets) + list(rng.choice(others, size=n - len(self.targets), replace=False))
+            targets = list(self.targets)
+        else:
+            colours = list(rng.choice(palette, size=n, replace=False))
+            targets = colours[: self.n_targets]
+        colours = [str(c) for c in colours]
+        positions = sample_positions(rng, len(colours))
+        cubes = {c: (x, y, float(rng.uniform(-np.pi / 4, np.pi / 4))) for c, (x, y) in zip(colours, positions)}
+        return Layout(cubes=cubes, targets=[str(t) for t in targets], instruction=self.instruction(targets), seed=seed)
+
+    # -- judging ----------------------------------------------------------
+    def current_target(self, state: dict) -> str | None:
+        """The first target not yet in the bin (None when all are in)."""
+        for colour in state["targets"]:
+            if not state["cubes"][colour]["in_bin"]:
+                return colour
+        return None
+
+    def success(self, state: dict) -> bool:
+        """Every target is in the bin, none is in the gripper, and they went in in order.
+
+        (A cube teleported into the bin, as tests do, counts as "in order" too:
+        only targets recorded in ``bin_order`` are checked for their order.)
+        """
+        targets = state["targets"]
+        done = all(state["cubes"][c]["in_bin"] and state["held"] != c for c in targets)
+        entered = [c for c in state.get("bin_order", []) if c in targets]
+        return done and entered == targets[: len(entered)]
+
+
+class PickPlace(PutInBin):
+    """"put the <colour> cube in the bin": one target among 3-5 cubes."""
+
+    name = "pick_place"
+
+    def __init__(self, n_cubes: int | None = None, target: str | None = None):
+        super().__init__(n_cubes=n_cubes, targets=[target] if target else None, n_targets=1)
+
+
+class PickPlaceTwo(PutInBin):
+    """"put the <a> cube then the <b> cube in the bin": a two-step task."""
+
+    name = "pick_place_two"
+
+    def __init__(self, n_cubes: int | None = None, targets: list[str] | tuple | None = None):
+        if targets is not None and len(targets) != 2:
+            raise ValueError(f"pick_place_two needs exactly 2 targets, got {targets}")
+        super().__init__(n_cubes=n_cubes, targets=targets, n_targets=2)
+
+
+def sample_positions(rng: np.random.Generator, n: int, max_tries: int = 1000) -> list[tuple[float, float]]:
+    """``n`` cube centres in the reachable sector, apart from each other and the bin.
+
+    Rejection sampling: draw uniformly over the sector's area, keep a draw only
+    if it is far enough from everything placed so far.
+    """
+    bin_xy = np.array(scene.BIN_POS[:2])
+    placed: list[np.ndarray] = []
+    for _ in range(max_tries):
+        if len(placed) == n:
+            break
+        r = np.sqrt(rng.uniform(REACH_MIN**2, REACH_MAX**2))  # sqrt: uniform over area
+        a = rng.uniform(ANGLE_MIN, ANGLE_MAX)
+        p = np.array([r * np.cos(a), r * np.sin(a)])
+        if np.linalg.norm(p - bin_xy) < MIN_BIN_CLEARANCE:
+            continue
+        if any(np.linalg.norm(p - q) < MIN_CUBE_SPACING for q in placed):
+            continue
+        placed.append(p)
+    if len(placed) < n:
+        raise RuntimeError(f"could not place {n} cubes without overlap; use fewer cubes")
+    return [(float(p[0]), float(p[1])) for p in placed]
+
+
+# The registry: task name -> class. make_env(task=name, **kwargs) calls TASKS[name](**kwargs).
+TASKS: dict[str, type[PutInBin]] = {
+    PickPlace.name: PickPlace,
+    PickPlaceTwo.name: PickPlaceTwo,
+}
+
+
+def task_from_instruction(instruction: str) -> tuple[str, dict]:
+    """Turn a typed instruction into ``(task name, task kwargs)`` for ``make_env``.
+
+    "put the red cube in the bin" -> ("pick_place", {"target": "red"});
+    "put the red cube then the blue cube in the bin" ->
+    ("pick_place_two", {"targets": ["red", "blue"]}). Case and a final "." do
+    not matter. Anything else raises ValueError listing what is understood.
+    """
+    text = " ".join(str(instruction).lower().strip().rstrip(".!").split())
+    colours = "|".join(COLORS)
+    one = re.fullmatch(rf"put the ({colours}) cube in the bin", text)
+    if one:
+        return PickPlace.name, {"target": one.group(1)}
+    two = re.fullmatch(rf"put the ({colours}) cube then the ({colours}) cube in the bin", text)
+    if two and two.group(1) != two.group(2):
+        return PickPlaceTwo.name, {"targets": [two.group(1), two.group(2)]}
+    raise ValueError(
+        f"cannot understand the instruction {instruction!r}; use 'put the <colour> cube in the bin' or "
+        f"'put the <colour> cube then the <colour> cube in the bin' (two different colours) with a colour "
+        f"from: {', '.join(COLORS)}"
+    )
+
+
+def register_task(cls: type[PutInBin]) -> type[PutInBin]:
+    """Add a task class to the registry (usable as a decorator)."""
+    TASKS[cls.name] = cls
+    return cls
