@@ -78,8 +78,11 @@ def record_dataset(root: str | os.PathLike, *, episodes: int, seed: int = 0, tas
     Returns a ``RecordingResult``. On KeyboardInterrupt the unfinished episode is dropped, the
     dataset is finalised, and the interrupt is re-raised with ``.recording`` attached.
     """
+    import datasets
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
     from tqdm.auto import tqdm
+
+    datasets.disable_progress_bars()  # one bar (episodes) is enough
 
     from vla_course.control import run_episode
     from vla_course.policies import make_policy
