@@ -8,7 +8,11 @@ and (2). The target is <= 10 ms per chunk.
     python benchmarks/pi0_latency.py [--runs 50] [--chunk 16]
 
 The model is untrained (random weights), which does not change the timing.
-On a shared machine timings are noisy: look at the median and the spread.
+On a shared machine timings are noisy: look at the median and the spread
+(p10 is close to what an idle machine gives). At batch 1 the time goes on
+the number of small ops, not on FLOPs: each op costs a few microseconds.
+Two threads help only when the second core is really free; when another
+process holds that core, they can be many times slower.
 """
 
 from __future__ import annotations

@@ -63,6 +63,12 @@ def test_image_encoder_shapes_and_input_formats():
     assert enc([x.float() / 255.0 for x in u8]).shape == tokens.shape  # float channels-last
 
 
+def test_float_images_out_of_range_raise():
+    enc = ConvTokenizer(width=8, num_cameras=1, channels=(4, 8))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        enc([torch.full((1, 96, 96, 3), 200.0)])
+
+
 @pytest.mark.parametrize("shape", [(2, 64, 64, 3), (2, 96, 96), (2, 96, 96, 4), (96, 96, 3)])
 def test_wrong_image_shape_raises_clear_error(shape):
     enc = ConvTokenizer(width=8, num_cameras=1, channels=(4, 8))
@@ -134,3 +140,20 @@ def test_time_embedding_matches_openpi_formula():
     ref = create_sinusoidal_pos_embedding(t, 32, 4e-3, 4.0, device=torch.device("cpu")).float()
     torch.testing.assert_close(ours, ref, atol=2e-4, rtol=0)
     assert math.isclose(float(ours.pow(2).sum(1).mean()), 16.0, rel_tol=1e-5)
+
+
+def test_same_flow_convention_as_the_heads_module():
+    """vla_course.heads (the generic action heads) and the models must agree on the flow convention."""
+    heads_flow = pytest.importorskip("vla_course.heads.flow")
+    a, z, t = torch.randn(5, 4, 6), torch.randn(5, 4, 6), torch.rand(5)
+    x_t, u = interpolate(a, z, t)
+    torch.testing.assert_close(x_t, heads_flow.interpolate(a, z, t))
+    torch.testing.assert_close(u, heads_flow.velocity_target(a, z))
+
+    def v(x, tt, cond=None):
+        return torch.cos(x) * tt.view(-1, 1, 1) + 0.3 * x
+
+    torch.testing.assert_close(euler_integrate(v, z, 10), heads_flow.euler_integrate(v, z, 10))
+    theirs = heads_flow.sample_time(100_000, generator=torch.Generator().manual_seed(0))
+    ours = sample_time(100_000, generator=torch.Generator().manual_seed(1))
+    assert ks_2samp(ours.numpy(), theirs.numpy()).pvalue > 1e-3

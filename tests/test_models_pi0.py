@@ -152,3 +152,21 @@ def test_flow_loss_falls_and_samples_approach_the_data():
     print(f"flow loss {before:.3f} -> {after:.3f}; sample mse {err_before:.3f} -> {err_after:.3f}")
     assert after < 0.3 * before, (before, after)
     assert err_after < 0.3 * err_before, (err_before, err_after)
+
+
+def test_policy_wrapper_queues_chunks():
+    import numpy as np
+
+    from vla_course.models import Pi0Policy
+
+    model, batch = _ready(chunk=4)
+    policy = Pi0Policy(model, n_action_steps=2, seed=0)
+    frame = {k: (v[0].numpy() if torch.is_tensor(v) else v[0]) for k, v in batch.items() if k != "action"}
+    calls = []
+    original = model.sample_actions
+    model.sample_actions = lambda *a, **kw: calls.append(1) or original(*a, **kw)
+    acts = [policy.act(frame) for _ in range(5)]
+    assert len(calls) == 3 and all(a.shape == (NUM_JOINTS,) and a.dtype == np.float32 for a in acts)
+    policy.reset()
+    again = [policy.act(frame) for _ in range(5)]
+    np.testing.assert_allclose(np.stack(acts), np.stack(again), rtol=1e-5, atol=1e-4)  # seeded noise

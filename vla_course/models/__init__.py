@@ -8,13 +8,16 @@
     flow.py         flow matching (t=1 noise, t=0 data), Beta time sampler, Euler integration
     normalize.py    Normalizer: dataset statistics kept as buffers in the checkpoint
     pi0.py          Pi0: TinyVLM backbone + action expert, flow-matching loss, cached sampling
+    policy.py       Pi0Policy: act(frame) for the control loop, with an action-chunk queue
     summary.py      count_parameters()
+    synthetic.py    tiny configs and random batches (tests, smoke checks)
 """
 
 from .flow import euler_integrate, interpolate, sample_time, sincos_time_embedding
 from .masks import Block, BlockLayout, ascii_mask, block_mask, ki_layout, make_att_2d_masks, pi0_layout, prefix_lm_layout
 from .normalize import Normalizer
 from .pi0 import Pi0, Pi0Config
+from .policy import Pi0Policy
 from .summary import count_parameters, format_parameters
 from .tokenizer import WordTokenizer, split_words
 from .transformer import Expert, ExpertConfig, KVCache, RMSNorm, joint_forward
@@ -23,7 +26,7 @@ from .vlm import TinyVLM, VLMConfig
 
 __all__ = [
     "Block", "BlockLayout", "ConvTokenizer", "Expert", "ExpertConfig", "KVCache", "Normalizer", "Pi0",
-    "Pi0Config", "RMSNorm", "TinyVLM", "VLMConfig", "WordTokenizer", "ascii_mask", "block_mask",
+    "Pi0Config", "Pi0Policy", "RMSNorm", "TinyVLM", "VLMConfig", "WordTokenizer", "ascii_mask", "block_mask",
     "count_parameters", "euler_integrate", "format_parameters", "interpolate", "joint_forward", "ki_layout",
     "make_att_2d_masks", "pi0_layout", "prefix_lm_layout", "sample_time", "sincos_time_embedding",
     "split_words", "to_float_chw",

@@ -25,8 +25,9 @@ text), 1 state token and H=3 actions::
 
 The prefix never sees the suffix. So at inference the prefix's keys and
 values are the same at every denoising step, and we compute them once (the
-KV cache). The state has its own block, so its K/V could be cached too.
-pi0 recomputes it with the actions, and so do we.
+KV cache). The state has its own block and never sees the actions, so its
+K/V can be cached too. openpi recomputes it at each step; ``Pi0.sample_actions``
+caches it with the prefix.
 
 An ``ar_mask`` can only say "see all earlier blocks". Some layouts need more.
 In Knowledge Insulation, the action expert must **not** see the FAST tokens

@@ -20,9 +20,9 @@ The expert's output at each action token goes through ``action_out_proj`` to
 give the velocity ``v_theta``. The loss is MSE against ``u = noise - actions``
 (see ``flow.py``).
 
-Inference runs the prefix once and caches its keys/values, then does 10
-Euler steps from t=1 to t=0, each running only the 1+H suffix tokens through
-the expert.
+Inference runs the prefix (and the state token, which cannot see the actions
+either) once and caches their keys/values. It then does 10 Euler steps from
+t=1 to t=0, each running only the H action tokens through the expert.
 
 **Chunk length H = 16 (default).** The sim runs at 30 Hz, so one chunk covers
 0.53 s, about one reach or one grasp phase. pi0 uses H=50 at 50 Hz (1 s); its
@@ -50,7 +50,7 @@ from torch import Tensor, nn
 
 from ..constants import ACTION_KEY, NUM_JOINTS, STATE_KEY
 from .flow import euler_integrate, interpolate, sample_time, sincos_time_embedding
-from .masks import make_att_2d_masks
+from .masks import make_att_2d_masks, pi0_layout
 from .normalize import Normalizer
 from .tokenizer import WordTokenizer
 from .transformer import Expert, ExpertConfig, attention_bias, joint_forward, rope_cos_sin
@@ -135,8 +135,8 @@ class Pi0(nn.Module):
         return torch.cat([self.embed_state(state), self.embed_actions(x_t, t)], 1)
 
     def _ar_mask(self, prefix_len: int, device) -> Tensor:
-        h = self.config.chunk_size
-        return torch.tensor([0] * prefix_len + [1] + [1] + [0] * (h - 1), dtype=torch.long, device=device)
+        """``[0]*prefix + [1] + [1, 0, ..., 0]``: prefix | state | actions (see ``masks.pi0_layout``)."""
+        return pi0_layout(prefix_len, self.config.chunk_size).ar_mask().to(device)
 
     def _full_forward(self, prefix: Tensor, prefix_pad: Tensor, suffix: Tensor, insulate: bool) -> Tensor:
         """Prefix and suffix in one pass (training, and the uncached reference). It returns the action outputs."""
@@ -186,8 +186,8 @@ class Pi0(nn.Module):
                        use_cache: bool = True) -> Tensor:
         """Denoise one action chunk per row. It returns (B, H, action_dim) in real units (unnormalised).
 
-        With ``use_cache=True`` the prefix runs once and each Euler step runs
-        only the suffix through the expert. ``use_cache=False`` reruns the whole
+        With ``use_cache=True`` the prefix (and the state token) run once and
+        each Euler step runs only the H action tokens through the expert. ``use_cache=False`` reruns the whole
         sequence at each step; it is the slow reference the tests compare with.
         """
         cfg = self.config
@@ -203,25 +203,27 @@ class Pi0(nn.Module):
                 h = self._full_forward(prefix, prefix_pad, self.embed_suffix(state, x_t, t), insulate=False)
                 return self.action_out_proj(h)
         else:
-            # 1) the prefix, once: the backbone only, keeping every layer's K/V.
-            n_p = prefix.shape[1]
-            prefix_mask = prefix_pad[:, None, :] & prefix_pad[:, :, None]
-            _, cache = joint_forward(self.experts, [prefix, None], prefix_mask, positions_from_pad(prefix_pad),
-                                     return_cache=True, rope_base=self.vlm.config.rope_base)
-            cache.pad_mask = prefix_pad
-            # 2) the suffix's mask rows and RoPE table are the same at every step.
-            n_s = 1 + cfg.chunk_size
-            pad = torch.cat([prefix_pad, torch.ones(bsz, n_s, dtype=torch.bool, device=state.device)], 1)
-            suffix_mask = attention_bias(make_att_2d_masks(pad, self._ar_mask(n_p, pad.device))[:, n_p:])
-            suffix_pos = prefix_pad.long().sum(1, keepdim=True) + torch.arange(n_s, device=state.device)
-            rope = rope_cos_sin(suffix_pos, self.vlm.config.head_dim, self.vlm.config.rope_base)
+            # The full pi0 mask over [prefix | state | actions]; we use it in two row blocks.
+            n_p, h = prefix.shape[1], cfg.chunk_size
+            ones = torch.ones(bsz, 1 + h, dtype=torch.bool, device=state.device)
+            pad = torch.cat([prefix_pad, ones], 1)
+            mask = make_att_2d_masks(pad, self._ar_mask(n_p, pad.device))
+            pos = positions_from_pad(pad)
+            # 1) Once: the prefix (backbone weights) and the state token (expert weights).
+            #    Neither can see the actions, so their keys/values stay fixed while we
+            #    denoise and go into the cache. (openpi recomputes the state token at each
+            #    step; caching it too gives the same result with less work.)
+            _, cache = joint_forward(self.experts, [prefix, self.embed_state(state)], mask[:, : n_p + 1, : n_p + 1],
+                                     pos[:, : n_p + 1], return_cache=True, rope_base=self.vlm.config.rope_base)
+            cache.pad_mask = pad[:, : n_p + 1]
+            # 2) The action rows of the mask and their RoPE table are the same at every step.
+            action_bias = attention_bias(mask[:, n_p + 1:])
+            rope = rope_cos_sin(pos[:, n_p + 1:], self.vlm.config.head_dim, self.vlm.config.rope_base)
 
-            state_tok = self.embed_state(state)  # also the same at every step
-
-            def velocity(x_t, t):
-                suffix = torch.cat([state_tok, self.embed_actions(x_t, t)], 1)
-                outs, _ = joint_forward(self.experts, [None, suffix], suffix_mask, kv_cache=cache, rope=rope)
-                return self.action_out_proj(outs[1][:, 1:])
+            def velocity(x_t, t):  # 3) each Euler step: only the H action tokens, through the expert
+                outs, _ = joint_forward(self.experts, [None, self.embed_actions(x_t, t)], action_bias,
+                                        kv_cache=cache, rope=rope)
+                return self.action_out_proj(outs[1])
 
         x0 = euler_integrate(velocity, noise, num_steps)
         return self.action_normalizer.unnormalize(x0)

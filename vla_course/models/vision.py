@@ -46,6 +46,9 @@ def to_float_chw(images: Tensor, image_size: int) -> Tensor:
         images = images.float() / 255.0
     elif images.is_floating_point():
         images = images.float()
+        if images.numel() and float(images.max()) > 1.5:  # a classic silent bug: 0..255 floats
+            raise ValueError("float images must be in [0, 1]; got values up to "
+                             f"{float(images.max()):.1f} (pass uint8, or divide by 255)")
     else:
         raise ValueError(f"expected uint8 or float images, got dtype {images.dtype}")
     return images * 2.0 - 1.0
