@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
 
 from vla_course.constants import CAMERAS, IMAGE_SIZE, VIDEO_SIZE
 
@@ -134,6 +133,24 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    import time
+
+    from vla_course.train import discover, run_recipe
+
+    recipes = discover()
+    if args.list or not args.recipe:
+        for r in recipes.values():
+            print(f"{r.name:<16} {r.description}")
+        return 0
+    if args.recipe not in recipes:
+        raise CliError(f"unknown recipe {args.recipe!r}; available: {', '.join(sorted(recipes)) or 'none'}")
+    start = time.perf_counter()
+    out = run_recipe(args.recipe, seed=args.seed, root=args.root, quick=args.quick)
+    print(f"trained {args.recipe} in {time.perf_counter() - start:.0f} s -> {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vla-course", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -167,6 +184,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--instruction", help="fix the instruction (and so the target) for every episode")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.set_defaults(func=cmd_eval)
+
+    tr = sub.add_parser("train", help="run a named training recipe; writes data/checkpoints/<recipe>")
+    tr.add_argument("recipe", nargs="?", help="recipe name (see --list)")
+    tr.add_argument("--list", action="store_true", help="list the recipes")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--root", default=None, help="checkpoint folder (default: data/checkpoints)")
+    tr.add_argument("--quick", action="store_true", help="a tiny budget, to check the recipe runs")
+    tr.set_defaults(func=cmd_train)
     return parser
 
 
