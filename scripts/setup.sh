@@ -27,7 +27,8 @@ find_python() {
 missing=()
 ldconfig -p 2>/dev/null | grep -q 'libEGL.so.1' || missing+=(libegl1)
 ldconfig -p 2>/dev/null | grep -q 'libOpenGL.so.0' || missing+=(libopengl0)
-ls /usr/lib/*/dri/swrast_dri.so /usr/lib/dri/swrast_dri.so >/dev/null 2>&1 || missing+=(libgl1-mesa-dri)
+compgen -G '/usr/lib/*/dri/swrast_dri.so' >/dev/null || compgen -G '/usr/lib/dri/swrast_dri.so' >/dev/null \
+  || missing+=(libgl1-mesa-dri)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: headless rendering needs the Debian/Ubuntu packages: ${missing[*]}"
   if [ "$(id -u)" = 0 ]; then
