@@ -211,3 +211,11 @@ def test_bad_sampling_raises():
         conditioned.sample(5)  # trained with cond: needs cond
     with pytest.raises(ValueError):
         conditioned.sample(cond=torch.randn(5, 2))  # wrong cond width
+
+
+def test_rectified_straightness():
+    t = torch.linspace(0, 1, 11)[:, None, None]
+    straight = t * torch.ones(1, 4, 2)
+    assert metrics.rectified_straightness(straight) < 1e-10
+    uneven = (t ** 3) * torch.ones(1, 4, 2)  # straight line, uneven speed
+    assert metrics.rectified_straightness(uneven) > 0.3

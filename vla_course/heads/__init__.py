@@ -29,7 +29,7 @@ from .regression import RegressionHead
 HEADS = {"regression": RegressionHead, "diffusion": DiffusionHead, "flow": FlowHead}
 
 _INIT_KWARGS = {"hidden", "depth", "loss", "num_train_steps", "clip_sample"}
-_FIT_KWARGS = {"batch_size", "lr", "num_threads", "progress"}
+_FIT_KWARGS = {"batch_size", "lr", "num_threads", "progress", "ema"}
 
 
 def fit_head(kind: str, actions, cond=None, steps: int = 2000, seed: int = 0, **kwargs) -> Head:
@@ -43,7 +43,8 @@ def fit_head(kind: str, actions, cond=None, steps: int = 2000, seed: int = 0, **
         seed: seeds the initial weights, the batches and the noise: same seed, same head.
         **kwargs: ``hidden`` (256), ``depth`` (3), ``batch_size`` (256), ``lr`` (3e-3),
             ``num_threads`` (1: tiny models are fastest on one thread), ``progress``
-            (a tqdm bar); ``loss="mse"|"l1"`` for regression; ``num_train_steps`` (100),
+            (a tqdm bar), ``ema`` (None; e.g. 0.999: use an exponential
+            moving average of the weights); ``loss="mse"|"l1"`` for regression; ``num_train_steps`` (100),
             ``clip_sample`` (True: clip the
             predicted clean action to the training range) for diffusion.
 

@@ -134,8 +134,13 @@ class Head:
     # ---- training ---------------------------------------------------------
     def fit(self, actions: Tensor, cond: Tensor | None = None, steps: int = 2000,
             batch_size: int = 256, lr: float = 3e-3, num_threads: int | None = 1,
-            progress: bool = False) -> "Head":
-        """AdamW with a cosine learning-rate decay; seeded by ``self.seed``."""
+            progress: bool = False, ema: float | None = None) -> "Head":
+        """AdamW with a cosine learning-rate decay; seeded by ``self.seed``.
+
+        ``ema``: keep an exponential moving average of the weights with this decay
+        (warmed up as ``min(ema, (1 + step) / (10 + step))``, as in diffusers) and
+        use it after training, as Diffusion Policy and openpi do; None (default) for off.
+        """
         self.action_mean, self.action_std = _mean_std(actions)
         if cond is not None:
             self.cond_mean, self.cond_std = _mean_std(cond)
@@ -148,8 +153,9 @@ class Head:
             from tqdm.auto import tqdm
             it = tqdm(it, desc=f"fit {self.kind}", leave=False)
         self.net.train()
+        avg = [p.detach().clone() for p in self.net.parameters()] if ema else None
         with torch_threads(num_threads):
-            for _ in it:
+            for step in it:
                 idx = torch.randint(0, a_n.shape[0], (min(batch_size, a_n.shape[0]),), generator=gen)
                 loss = self.loss(a_n[idx], None if c_n is None else c_n[idx], gen)
                 opt.zero_grad(set_to_none=True)
@@ -158,6 +164,14 @@ class Head:
                 opt.step()
                 sched.step()
                 self.losses.append(loss.item())
+                if avg is not None:
+                    decay = min(ema, (1 + step) / (10 + step))
+                    with torch.no_grad():
+                        torch._foreach_lerp_(avg, [p.detach() for p in self.net.parameters()], 1 - decay)
+        if avg is not None:
+            with torch.no_grad():
+                for p, a in zip(self.net.parameters(), avg):
+                    p.copy_(a)
         self.net.eval()
         return self
 

@@ -69,7 +69,7 @@ def plot_paths(ax, path, color="tab:blue", n=40, alpha=0.5, lw=0.8):
 def plot_vector_field(ax, grid_x, grid_y, u, v, color="tab:blue", title=None):
     """A quiver plot of a 2-D velocity field on a grid (arrays of the grid's shape)."""
     ax.quiver(_np(grid_x), _np(grid_y), _np(u), _np(v), color=color, angles="xy", scale_units="xy",
-              scale=None, width=0.004, alpha=0.8)
+              scale=None, width=0.005, headwidth=4, headlength=5, alpha=0.8)
     ax.set_aspect("equal")
     ax.set_xticks([])
     ax.set_yticks([])
