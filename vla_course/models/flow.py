@@ -25,6 +25,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from vla_course.heads import flow as heads_flow
+
 
 def sample_time(bsize: int, device=None, alpha: float = 1.5, beta: float = 1.0, scale: float = 0.999,
                 offset: float = 0.001, generator: torch.Generator | None = None) -> Tensor:
@@ -43,22 +45,20 @@ def sample_time(bsize: int, device=None, alpha: float = 1.5, beta: float = 1.0, 
 
 
 def interpolate(actions: Tensor, noise: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
-    """It returns ``(x_t, u_t)``: the noisy chunk and the target velocity ``noise - actions``."""
-    tt = t.view(-1, *([1] * (actions.ndim - 1)))
-    return tt * noise + (1.0 - tt) * actions, noise - actions
+    """``(x_t, u_t)``: the noisy chunk on the straight path and its target velocity ``noise - actions``.
+
+    The same formulas as the action heads of chapters 02-03 (``vla_course.heads.flow``), reused here.
+    """
+    return heads_flow.interpolate(actions, noise, t), heads_flow.velocity_target(actions, noise)
 
 
 def euler_integrate(velocity_fn: Callable[[Tensor, Tensor], Tensor], noise: Tensor, num_steps: int = 10) -> Tensor:
     """Integrate ``dx/dt = v(x, t)`` from t=1 (noise) to t=0 with ``num_steps`` Euler steps.
 
-    ``velocity_fn(x_t, t)`` receives ``t`` as a float32 tensor of shape (B,).
+    ``velocity_fn(x_t, t)`` receives ``t`` as a float32 tensor of shape (B,). This is
+    ``vla_course.heads.flow.euler_integrate`` with the observation already bound into ``velocity_fn``.
     """
-    dt = -1.0 / num_steps
-    x = noise
-    for k in range(num_steps):
-        t = torch.full((noise.shape[0],), 1.0 + k * dt, dtype=torch.float32, device=noise.device)
-        x = x + dt * velocity_fn(x, t)
-    return x
+    return heads_flow.euler_integrate(lambda x, t, _cond: velocity_fn(x, t.to(noise.device)), noise, num_steps)
 
 
 _FREQ_CACHE: dict[tuple, Tensor] = {}
