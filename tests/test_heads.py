@@ -12,12 +12,6 @@ from vla_course.heads import flow as F
 SMALL = dict(hidden=64, depth=2, batch_size=128)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 # ---------------------------------------------------------------- training

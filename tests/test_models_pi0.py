@@ -8,12 +8,6 @@ from vla_course.models import Pi0, Pi0Config, TinyVLM, VLMConfig, count_paramete
 from vla_course.models.synthetic import course_tokenizer, random_pi0_batch, stats_from_batch, tiny_pi0
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _ready(chunk=4, **kw):

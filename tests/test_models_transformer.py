@@ -7,12 +7,6 @@ from vla_course.models import Expert, ExpertConfig, joint_forward, make_att_2d_m
 from vla_course.models.vlm import positions_from_pad
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _setup(seed=0):

@@ -7,12 +7,6 @@ from vla_course.models import TinyVLM, VLMConfig, count_parameters
 from vla_course.models.synthetic import course_tokenizer, random_vqa_batch, tiny_vlm_config
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_default_vlm_shapes_and_parameter_count():
