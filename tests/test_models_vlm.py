@@ -1,6 +1,5 @@
 """TinyVLM: prefix-LM loss, greedy decoding with a KV cache, memorising a tiny VQA batch, checkpoints."""
 
-import pytest
 import torch
 
 from vla_course.models import TinyVLM, VLMConfig, count_parameters

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vla_course.constants import CAMERAS, FPS, IMAGE_SIZE, MOTOR_KEYS
+from vla_course.constants import CAMERAS, IMAGE_SIZE, MOTOR_KEYS
 
 DEFAULT_REPO_ID = "vla_course/so100_pick_place"
 
