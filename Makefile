@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export MUJOCO_GL ?= egl
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: setup demo test unit notebooks lab benchmarks clean
+.PHONY: setup demo test unit notebooks execute lab benchmarks clean
 
 setup: $(STAMP)
 
@@ -28,6 +28,10 @@ unit: $(STAMP)
 
 notebooks: $(STAMP)
 	$(PY) -m pytest -q notebooks $(NBVAL)
+
+## execute: re-run every notebook in place (fresh kernel, tidy outputs), as they are committed
+execute: $(STAMP)
+	$(PY) scripts/run_notebook.py notebooks/*.ipynb
 
 ## lab: JupyterLab on the notebooks
 lab: $(STAMP)

@@ -80,7 +80,7 @@ def record_dataset(root: str | os.PathLike, *, episodes: int, seed: int = 0, tas
     """
     import datasets
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # text bars: their final state survives in saved notebooks
 
     datasets.disable_progress_bars()  # one bar (episodes) is enough
 
