@@ -148,6 +148,20 @@ def test_obstacle_data_goes_around():
     assert not toy.passes_through(line + torch.tensor([0.0, 0.2]), (0.5, 0.0)).any()
 
 
+def test_obstacle_p_above_is_the_share_going_above():
+    d = toy.obstacle_trajectories(4000, p_above=0.8, seed=0)
+    assert abs((d.side > 0).float().mean().item() - 0.8) < 0.03
+    assert ((d.actions[:, 8, 1] > 0) == (d.side > 0)).all()
+
+
+def test_normalize_cond_is_public_and_matches_training():
+    d = toy.obstacle_trajectories(200, conditional=True, seed=0)
+    head = fit_head("regression", d.actions, cond=d.cond, steps=2, hidden=16)
+    c = head.normalize_cond(d.cond)
+    torch.testing.assert_close(c.mean(0), torch.zeros(1), atol=1e-5, rtol=0)
+    assert head.normalize_cond(None) is None
+
+
 def test_mode_coverage_on_known_data():
     centers = toy.ring_centers(8)
     full = toy.ring_of_gaussians(4000, std=0.05, seed=0)

@@ -111,8 +111,11 @@ class Head:
     def unnormalize(self, actions: Tensor) -> Tensor:
         return actions * self.action_std + self.action_mean
 
-    def _norm_cond(self, cond: Tensor | None) -> Tensor | None:
+    def normalize_cond(self, cond: Tensor | None) -> Tensor | None:
+        """Observations in the network's (normalised) units, as the head feeds them to its network."""
         return None if cond is None else (cond - self.cond_mean) / self.cond_std
+
+    _norm_cond = normalize_cond  # internal alias
 
     # ---- the network, reshaped to the action's shape ------------------------
     def model(self, x: Tensor | None, t: Tensor | None, cond: Tensor | None,

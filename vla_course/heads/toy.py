@@ -42,7 +42,7 @@ class ObstacleData:
     radius: float = OBSTACLE_RADIUS
 
 
-def obstacle_trajectories(n: int, horizon: int = 16, conditional: bool = False, p_left: float = 0.5,
+def obstacle_trajectories(n: int, horizon: int = 16, conditional: bool = False, p_above: float = 0.5,
                           seed: int = 0) -> ObstacleData:
     """Demonstrations that go around an obstacle.
 
@@ -51,7 +51,7 @@ def obstacle_trajectories(n: int, horizon: int = 16, conditional: bool = False, 
     height ``A ~ U(0.3, 0.45)``: it always clears the obstacle (radius 0.15).
 
     * ``conditional=False``: the obstacle sits at (0.5, 0); the demonstrator
-      goes above with probability ``p_left``, else below. Two equally good answers.
+      goes above with probability ``p_above``, else below. Two equally good answers.
     * ``conditional=True``: the obstacle is shifted up or down by
       ``|c| ~ U(0.05, 0.15)`` and the demonstrator always takes the wider side
       (``side = -sign(c)``). ``cond = c`` tells the policy which: one answer.
@@ -65,7 +65,7 @@ def obstacle_trajectories(n: int, horizon: int = 16, conditional: bool = False, 
         side = -torch.sign(c)
     else:
         c = torch.zeros(n)
-        side = torch.where(torch.rand(n, generator=g) < p_left, 1.0, -1.0)
+        side = torch.where(torch.rand(n, generator=g) < p_above, 1.0, -1.0)
     x = u[None, :] * length[:, None]
     y = side[:, None] * amp[:, None] * torch.sin(math.pi * u)[None, :]
     centers = torch.stack([torch.full((n,), OBSTACLE_CENTER[0]), c], dim=1)

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 from matplotlib import animation
 from matplotlib.patches import Circle
 
-METHOD_COLORS = {"regression": "tab:red", "ddpm": "tab:orange", "ddim": "tab:purple",
+METHOD_COLORS = {"regression": "tab:red", "regression (L1)": "tab:brown", "ddpm": "tab:orange", "ddim": "tab:purple",
                  "diffusion": "tab:orange", "flow": "tab:blue", "data": "0.6"}
 
 
@@ -54,13 +54,15 @@ def scatter(ax, x, color="tab:blue", s=2, alpha=0.4, title=None, lim=None, label
     ax.set_yticks([])
 
 
-def plot_paths(ax, path, color="tab:blue", n=40, alpha=0.5, lw=0.8):
+def plot_paths(ax, path, color="tab:blue", n=40, alpha=0.5, lw=0.8, legend=False):
     """Sampling trajectories of the first ``n`` samples: ``path (K+1, M, 2)``; o = noise, . = sample."""
     p = _np(path)[:, :n]
     for i in range(p.shape[1]):
-        ax.plot(p[:, i, 0], p[:, i, 1], color=color, alpha=alpha, lw=lw)
-    ax.scatter(p[0, :, 0], p[0, :, 1], s=8, facecolors="none", edgecolors="k", lw=0.5)
-    ax.scatter(p[-1, :, 0], p[-1, :, 1], s=8, color=color)
+        ax.plot(p[:, i, 0], p[:, i, 1], color=color, alpha=alpha, lw=lw, label="path" if i == 0 else None)
+    ax.scatter(p[0, :, 0], p[0, :, 1], s=10, facecolors="none", edgecolors="k", lw=0.6, label="start (noise)")
+    ax.scatter(p[-1, :, 0], p[-1, :, 1], s=10, color=color, label="sample")
+    if legend:
+        ax.legend(fontsize=7, loc="lower right")
     ax.set_aspect("equal")
     ax.set_xticks([])
     ax.set_yticks([])
