@@ -51,3 +51,12 @@ def test_heldout_scenes_differ_and_batch_keys(small):
     assert len(batch["prompt"]) == 2 and len(batch["answer"]) == 2
     with pytest.raises(ValueError, match="split"):
         generate_vqa(1, split="test")
+
+
+def test_subset_keeps_scenes_and_labels(small):
+    sub = small.subset([3, 17, 40])
+    assert len(sub) == 3 and sub.num_scenes == small.num_scenes
+    assert sub.questions == [small.questions[i] for i in (3, 17, 40)]
+    assert sub.kinds == [small.kinds[i] for i in (3, 17, 40)]
+    np.testing.assert_array_equal(sub.batch([1])["observation.images.front"],
+                                  small.batch([17])["observation.images.front"])

@@ -3,6 +3,8 @@
     vla-course demo [--policy expert] [--instruction "put the blue cube in the bin"] [--out outputs/so100_demo.mp4]
     vla-course record --episodes 10 --seed 0 --root data/my_dataset
     vla-course eval --policy expert --episodes 50 --seed 1000 [--json]
+    vla-course eval --policy pi0 [--checkpoint pi0_finetune] --episodes 50 --seed 10000
+    vla-course train pi0_base
 
 Bad input (unknown task or policy, unwritable root, missing checkpoint, robot not found) prints
 one line that names the fix and exits with code 2.
@@ -40,6 +42,16 @@ def _policy_cameras(policy: str) -> tuple[str, ...]:
     return tuple(getattr(POLICIES[policy], "cameras", CAMERAS))
 
 
+def _policy_kwargs(args) -> dict:
+    """Options that only some policies take (``--checkpoint`` is for learned policies)."""
+    checkpoint = getattr(args, "checkpoint", None)
+    if checkpoint is None:
+        return {}
+    if args.policy == "expert":
+        raise CliError("--checkpoint is for learned policies (e.g. --policy pi0); the expert has no weights")
+    return {"checkpoint": checkpoint}
+
+
 def cmd_demo(args) -> int:
     from vla_course.control import run_episode
     from vla_course.policies import make_policy
@@ -51,9 +63,10 @@ def cmd_demo(args) -> int:
         raise CliError("the demo records a video from the simulator; drive a real arm from Python with "
                        "vla_course.control.run_episode(make_robot('so100', port=...), policy)")
     _policy_cameras(args.policy)
+    policy_kwargs = _policy_kwargs(args)
     robot = make_robot("sim", task=task, seed=args.seed, image_size=IMAGE_SIZE, cameras=CAMERAS, **task_kwargs)
     with robot:
-        policy = make_policy(args.policy, robot=robot)
+        policy = make_policy(args.policy, robot=robot, **policy_kwargs)
         env = robot.env
         instruction = robot.instruction
         step = [0]
@@ -85,6 +98,7 @@ def cmd_record(args) -> int:
         policy_kwargs["noise_std"] = args.noise
     if args.mistake:
         policy_kwargs["mistake"] = args.mistake
+    policy_kwargs.update(_policy_kwargs(args))
     try:
         result = record_dataset(args.root, episodes=args.episodes, seed=args.seed, task=args.task,
                                 policy=args.policy, policy_kwargs=policy_kwargs, overwrite=args.overwrite)
@@ -99,9 +113,9 @@ def cmd_record(args) -> int:
 
 
 def evaluate(policy: str, episodes: int, seed: int, task: str = "pick_place", task_kwargs: dict | None = None,
-             progress: bool = False) -> dict:
+             progress: bool = False, policy_kwargs: dict | None = None) -> dict:
     """Success rate of a policy over ``episodes`` seeds starting at ``seed``."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # text bars: their final state survives in saved notebooks
 
     from vla_course.control import run_episode
     from vla_course.policies import make_policy
@@ -111,20 +125,24 @@ def evaluate(policy: str, episodes: int, seed: int, task: str = "pick_place", ta
     successes, steps = [], []
     robot = make_robot("sim", task=task, seed=seed, image_size=IMAGE_SIZE, cameras=cameras, **(task_kwargs or {}))
     with robot:
-        pol = make_policy(policy, robot=robot)
+        pol = make_policy(policy, robot=robot, **(policy_kwargs or {}))
         for i in tqdm(range(episodes), desc=f"eval {policy}", disable=not progress):
             robot.reset(seed + i)
             result = run_episode(robot, pol)
             successes.append(result.success)
             steps.append(result.steps)
-    return {"policy": policy, "task": task, "episodes": episodes, "seed": seed,
+    report = {"policy": policy, "task": task, "episodes": episodes, "seed": seed,
             "success_rate": sum(successes) / episodes, "mean_steps": sum(steps) / episodes,
             "successes": [bool(s) for s in successes]}
+    if getattr(pol, "checkpoint", None):
+        report["checkpoint"] = pol.checkpoint
+    return report
 
 
 def cmd_eval(args) -> int:
     task, task_kwargs = _parse_instruction(args.task, args.instruction)
-    report = evaluate(args.policy, args.episodes, args.seed, task, task_kwargs, progress=not args.json)
+    report = evaluate(args.policy, args.episodes, args.seed, task, task_kwargs, progress=not args.json,
+                      policy_kwargs=_policy_kwargs(args))
     if args.json:
         print(json.dumps(report))
     else:
@@ -159,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--policy", default="expert", help="policy to run (default: expert)")
         p.add_argument("--task", default="pick_place", help="task name (default: pick_place)")
         p.add_argument("--seed", type=int, default=0, help="layout seed (episode i uses seed + i)")
+        p.add_argument("--checkpoint", default=None,
+                       help="checkpoint name in data/checkpoints for a learned policy (pi0: default pi0_base)")
 
     demo = sub.add_parser("demo", help="run one episode headless, write a video, print the result")
     common(demo)

@@ -32,7 +32,78 @@ class ExpertPolicy:
         return np.asarray(self.expert.act(frame), dtype=np.float32)
 
 
-POLICIES = {"expert": ExpertPolicy}
+DEFAULT_PI0_CHECKPOINT = "pi0_base"
+
+
+def available_pi0_checkpoints(root=None) -> list[str]:
+    """Names of the checkpoints in ``data/checkpoints`` (or ``root``) that hold a Pi0."""
+    import json
+
+    from vla_course.checkpoints import checkpoint_dir
+
+    base = checkpoint_dir("", root)
+    if not base.is_dir():
+        return []
+    out = []
+    for cfg in sorted(base.glob("*/config.json")):
+        try:
+            if json.loads(cfg.read_text()).get("kind") == "Pi0":
+                out.append(cfg.parent.name)
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+class Pi0CheckpointPolicy:
+    """pi0 in miniature, loaded from ``data/checkpoints/<checkpoint>`` (made by ``vla-course train``).
+
+    It sees what a real arm gives: both cameras, the joint state and the instruction.
+    ``n_action_steps`` (how many actions of each 16-step chunk run before it re-plans) defaults to
+    the value the recipe measured and stored in the checkpoint's ``metadata.json``.
+    """
+
+    cameras: tuple[str, ...] = ("front", "wrist")
+
+    def __init__(self, robot=None, checkpoint: str | None = None, n_action_steps: int | None = None,
+                 num_steps: int = 10, seed: int = 0, root=None):
+        import json
+
+        import torch
+
+        from vla_course.checkpoints import checkpoint_dir, load_pretrained
+        from vla_course.recipes.pi0 import Pi0Actor
+
+        name = checkpoint or DEFAULT_PI0_CHECKPOINT
+        try:
+            model = load_pretrained(name, kind="Pi0", root=root)
+        except FileNotFoundError as e:
+            found = available_pi0_checkpoints(root)
+            hint = f"available: {', '.join(found)}" if found else "none is available yet"
+            raise FileNotFoundError(f"checkpoint {name!r} not found at {checkpoint_dir(name, root)}; make pi0 "
+                                    f"checkpoints with `vla-course train pi0_base` (then `pi0_finetune`) or pick "
+                                    f"another --checkpoint ({hint})") from e
+        meta_path = checkpoint_dir(name, root) / "metadata.json"
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        if n_action_steps is None:
+            n_action_steps = meta.get("n_action_steps")
+        delta_mask = meta.get("delta_mask")  # how the recipe trained it: arm joints relative to the state
+        if tuple(model.vlm.config.cameras) != self.cameras:
+            raise ValueError(f"checkpoint {name!r} expects cameras {tuple(model.vlm.config.cameras)}, "
+                             f"this policy feeds {self.cameras}")
+        torch.set_num_threads(1)  # batch-1 inference: one thread is fastest (and leaves a core to the sim)
+        self.checkpoint = name
+        self.policy = Pi0Actor(model, n_action_steps=n_action_steps or 8, delta_mask=delta_mask,
+                               num_steps=num_steps, seed=seed)
+        self.model = model
+
+    def reset(self) -> None:
+        self.policy.reset()
+
+    def act(self, frame: dict) -> np.ndarray:
+        return np.asarray(self.policy.act(frame), dtype=np.float32)
+
+
+POLICIES = {"expert": ExpertPolicy, "pi0": Pi0CheckpointPolicy}
 
 
 def make_policy(name: str, robot=None, **kwargs):

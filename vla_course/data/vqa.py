@@ -63,6 +63,13 @@ class VQADataset:
         out["answer"] = [self.answers[i] for i in idx]
         return out
 
+    def subset(self, idx) -> "VQADataset":
+        """The QA pairs ``idx`` (images are shared, not copied)."""
+        idx = np.asarray(idx, dtype=int)
+        return VQADataset(images=self.images, scene=self.scene[idx], questions=[self.questions[i] for i in idx],
+                          answers=[self.answers[i] for i in idx], kinds=[self.kinds[i] for i in idx],
+                          states=self.states)
+
     def vocabulary(self) -> list[str]:
         words = set()
         for text in self.questions + self.answers:

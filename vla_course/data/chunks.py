@@ -1,0 +1,183 @@
+"""A LeRobotDataset in memory, served as (observation, action chunk) pairs for pi0.
+
+pi0 learns from pairs: the observation at frame ``t`` (both camera images, the
+joint state, the instruction) and the next ``H`` actions ``a_t ... a_{t+H-1}``.
+Near the end of an episode fewer than ``H`` actions are left; LeRobot repeats
+the last one and marks the missing steps in ``action_is_pad`` so the loss can
+leave them out. We do the same::
+
+    episode:   a_0 a_1 ... a_97 a_98 a_99 |            (100 frames)
+    chunk@97:  a_97 a_98 a_99 a_99 a_99 ... a_99       action_is_pad = [F F F T T ... T]
+
+On a laptop the whole recording fits in memory (a 300-episode recording is
+~30k frames, ~1.7 GB of uint8 pixels), so we decode the PNG frames once and
+draw random batches straight from tensors: no DataLoader workers, which a
+2-core machine cannot spare.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from vla_course.constants import ACTION_KEY, CAMERAS, IMAGE_KEY_PREFIX, STATE_KEY
+
+
+@dataclass
+class ChunkDataset:
+    """Frames of one or more episodes, with action chunks of length ``chunk_size``.
+
+    Attributes:
+        images: camera name -> uint8 (N, S, S, 3).
+        state, action: float32 (N, 6), LeRobot units (degrees, gripper 0..100).
+        episode_index, frame_index: int64 (N,).
+        tasks: the instruction of every frame (list of N strings).
+        chunk_size: H.
+        stats: LeRobot-style statistics (``{"observation.state": {"mean", "std", ...}, "action": {...}}``).
+    """
+
+    images: dict[str, Tensor]
+    state: Tensor
+    action: Tensor
+    episode_index: Tensor
+    frame_index: Tensor
+    tasks: list[str]
+    chunk_size: int = 16
+    stats: dict = field(default_factory=dict)
+    delta_mask: tuple[bool, ...] | None = None
+
+    def __post_init__(self):
+        n = len(self.state)
+        # Last frame index (exclusive) of each frame's episode: chunks never cross episodes.
+        ends = torch.empty(n, dtype=torch.long)
+        ep = self.episode_index
+        start = 0
+        for i in range(1, n + 1):
+            if i == n or ep[i] != ep[start]:
+                ends[start:i] = i
+                start = i
+        self.episode_end = ends
+
+    def __len__(self) -> int:
+        return len(self.state)
+
+    @property
+    def num_episodes(self) -> int:
+        return int(torch.unique(self.episode_index).numel())
+
+    def chunk(self, idx: Tensor) -> tuple[Tensor, Tensor]:
+        """Action chunks (B, H, 6) starting at frames ``idx`` and their ``action_is_pad`` (B, H)."""
+        steps = idx[:, None] + torch.arange(self.chunk_size)[None]  # (B, H)
+        last = (self.episode_end[idx] - 1)[:, None]
+        is_pad = steps > last
+        return self.action[torch.minimum(steps, last)], is_pad
+
+    def batch(self, idx: Tensor | np.ndarray | list[int]) -> dict:
+        """A training batch with LeRobot keys (images stay uint8, channels-last).
+
+        With ``delta_mask`` set, the masked joints' actions are relative to the state at the chunk's first
+        frame (openpi's ``DeltaActions``); the others stay absolute.
+        """
+        idx = torch.as_tensor(idx, dtype=torch.long)
+        actions, is_pad = self.chunk(idx)
+        if self.delta_mask is not None:
+            actions = to_delta(actions, self.state[idx], self.delta_mask)
+        out = {IMAGE_KEY_PREFIX + cam: im[idx] for cam, im in self.images.items()}
+        out.update({STATE_KEY: self.state[idx], ACTION_KEY: actions, "action_is_pad": is_pad,
+                    "task": [self.tasks[i] for i in idx.tolist()]})
+        return out
+
+    def frame(self, i: int) -> dict:
+        """Frame ``i`` as the control loop gives it to a policy (no batch dimension)."""
+        out = {IMAGE_KEY_PREFIX + cam: im[i].numpy() for cam, im in self.images.items()}
+        out.update({STATE_KEY: self.state[i].numpy(), "task": self.tasks[i]})
+        return out
+
+
+def to_delta(actions: Tensor, state: Tensor, delta_mask) -> Tensor:
+    """Absolute chunk (B, H, D) -> relative to ``state`` (B, D) on the joints where ``delta_mask`` is True."""
+    m = torch.as_tensor(delta_mask, dtype=actions.dtype)
+    return actions - state[:, None, :] * m
+
+
+def from_delta(actions: Tensor, state: Tensor, delta_mask) -> Tensor:
+    """Inverse of :func:`to_delta`: add the state back where ``delta_mask`` is True."""
+    m = torch.as_tensor(delta_mask, dtype=actions.dtype)
+    return actions + state[:, None, :] * m
+
+
+def chunk_stats(data: ChunkDataset, max_frames: int = 20_000, seed: int = 0) -> dict[str, Tensor]:
+    """Mean/std (and min/max) of the actions *as the model sees them* (absolute or delta), over valid steps."""
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(data), generator=g)[:max_frames]
+    b = data.batch(idx)
+    a = b["action"][~b["action_is_pad"]]  # (M, D)
+    return {"mean": a.mean(0), "std": a.std(0), "min": a.min(0).values, "max": a.max(0).values}
+
+
+def _decode_png(cell) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(cell["bytes"])).convert("RGB"))
+
+
+def dataset_stats(ds) -> dict:
+    """The state/action statistics LeRobot computed when it wrote the dataset (``ds.meta.stats``)."""
+    return {k: {s: torch.as_tensor(np.asarray(v), dtype=torch.float32) for s, v in ds.meta.stats[k].items()}
+            for k in (STATE_KEY, ACTION_KEY)}
+
+
+def load_chunks(root: str | Path, chunk_size: int = 16, cameras: tuple[str, ...] = CAMERAS,
+                progress: bool = True) -> ChunkDataset:
+    """Load a recorded LeRobotDataset (``vla_course.data.record_dataset``) into a :class:`ChunkDataset`.
+
+    Goes through LeRobot's own ``LeRobotDataset`` (so its metadata and statistics
+    are the ones a LeRobot training run would use), then decodes every PNG
+    frame once.
+    """
+    from tqdm.auto import tqdm
+
+    from vla_course.data.recording import load_dataset
+
+    ds = load_dataset(root)
+    table = ds.hf_dataset.data.table if hasattr(ds.hf_dataset.data, "table") else ds.hf_dataset.data
+    state = torch.as_tensor(np.asarray(table.column(STATE_KEY).to_pylist(), dtype=np.float32))
+    action = torch.as_tensor(np.asarray(table.column(ACTION_KEY).to_pylist(), dtype=np.float32))
+    episode = torch.as_tensor(np.asarray(table.column("episode_index").to_pylist(), dtype=np.int64))
+    frame = torch.as_tensor(np.asarray(table.column("frame_index").to_pylist(), dtype=np.int64))
+    task_index = table.column("task_index").to_pylist()
+    names = {int(i): t for t, i in zip(ds.meta.tasks.index, ds.meta.tasks["task_index"])}
+    tasks = [names[int(i)] for i in task_index]
+    images = {}
+    for cam in cameras:
+        col = table.column(IMAGE_KEY_PREFIX + cam).to_pylist()
+        images[cam] = torch.as_tensor(np.stack([_decode_png(c) for c in tqdm(col, desc=f"decode {cam}",
+                                                                             disable=not progress, leave=False)]))
+    order = torch.argsort(episode * (int(frame.max()) + 1) + frame)  # episodes in order, frames in order
+    return ChunkDataset(images={k: v[order] for k, v in images.items()}, state=state[order], action=action[order],
+                        episode_index=episode[order], frame_index=frame[order], tasks=[tasks[i] for i in order],
+                        chunk_size=chunk_size, stats=dataset_stats(ds))
+
+
+def random_shift(images: Tensor, pad: int, generator: torch.Generator | None = None) -> Tensor:
+    """DrQ-style augmentation: pad by replicating the border, then crop back at a random offset per image.
+
+    ``images``: uint8 (B, S, S, 3). Shifts of a few pixels make a small
+    behaviour-cloning policy much less sensitive to exactly where things appear.
+    """
+    if pad <= 0:
+        return images
+    b, s = images.shape[0], images.shape[1]
+    x = torch.nn.functional.pad(images.permute(0, 3, 1, 2).float(), (pad,) * 4, mode="replicate")
+    ox = torch.randint(0, 2 * pad + 1, (b,), generator=generator)
+    oy = torch.randint(0, 2 * pad + 1, (b,), generator=generator)
+    rows = (oy[:, None] + torch.arange(s)[None])  # (B, S)
+    cols = (ox[:, None] + torch.arange(s)[None])
+    x = x[torch.arange(b)[:, None, None, None], torch.arange(3)[None, :, None, None],
+          rows[:, None, :, None], cols[:, None, None, :]]
+    return x.round().to(torch.uint8).permute(0, 2, 3, 1).contiguous()

@@ -1,0 +1,379 @@
+"""pi0 in miniature, trained on expert demonstrations in the SO-100 sim.
+
+Two recipes, in the order a real SO-100 user would run them::
+
+    vla-course train pi0_base       # the "pre-trained" policy: varied scenes, every colour as target
+    vla-course train pi0_finetune   # start from pi0_base, adapt to a small set of "your own" episodes
+
+``pi0_base``
+    1. records (or reuses, from ``outputs/datasets/``) a LeRobotDataset of the
+       scripted expert over layout seeds ``0..N-1``: 3-5 cubes, random colours,
+       random target, so the instruction must pick the target among distractors;
+    2. loads it into memory as (observation, action chunk) pairs
+       (``vla_course.data.chunks``), with the dataset's own statistics;
+    3. builds ``Pi0`` on the pretrained ``vlm_base`` checkpoint (backbone = the
+       VLM's weights, a new narrow action expert) and stores the statistics in
+       the model (a mismatch between training and deployment normalisation is a
+       classic failure on real arms: here they travel inside the checkpoint);
+    4. trains with flow matching (AdamW, warm-up + cosine, random-shift image
+       augmentation), single-threaded and seeded, on **delta actions**: the
+       five arm joints relative to the state at the chunk's start (openpi's
+       ``DeltaActions``), the gripper absolute;
+    5. picks the re-planning horizon (execute 4 or 8 actions of each chunk) on
+       validation seeds ``5000..5019``;
+    6. evaluates through the real control loop on held-out layout seeds
+       (``10000..10049``, never recorded) and saves.
+
+``pi0_finetune``
+    The fine-tuning story: a narrower set-up than pre-training (the most
+    cluttered tables: always 5 cubes, 4 of them distractors), a few recorded
+    episodes, a short run from ``pi0_base``, success before and after on
+    held-out seeds of that set-up.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vla_course.constants import IMAGE_KEY_PREFIX
+from vla_course.train import recipe
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DATASET_CACHE = REPO_ROOT / "outputs" / "datasets"
+
+# Layout seeds. Training episodes use 0.., fine-tuning episodes 20000.., and the
+# evaluation seeds below are never recorded.
+BASE_EPISODES = 300
+EVAL_SEED = 10_000
+EVAL_EPISODES = 50
+FT_TASK_KWARGS = {"n_cubes": 5}
+FT_SEED = 20_000
+FT_EPISODES = 30
+FT_EVAL_SEED = 30_000
+FT_EVAL_EPISODES = 20
+FT_LR = 2e-4
+
+N_ACTION_STEPS = 8  # re-plan after half a chunk (0.27 s at 30 Hz); the recipe picks 4 or 8 on validation seeds
+NAS_CANDIDATES = (4, 8)
+VAL_SEED, VAL_EPISODES = 5_000, 20
+# Delta actions (openpi's DeltaActions): the five arm joints are predicted relative to the state at the
+# start of the chunk, the gripper stays absolute. A chunk then spans a few degrees instead of the whole
+# workspace, so the same normalised error is a much smaller error in degrees.
+DELTA_MASK = (True, True, True, True, True, False)
+LR, WARMUP = 1e-3, 150
+
+
+# ---- data --------------------------------------------------------------------------------
+def recorded_dataset(name: str, episodes: int, seed: int, task_kwargs: dict | None = None,
+                     cache: Path | None = None, progress: bool = True) -> Path:
+    """Path of an expert recording, made once and reused (``outputs/datasets/<name>``)."""
+    from vla_course.data import record_dataset
+
+    root = Path(cache or DATASET_CACHE) / name
+    info = root / "meta" / "info.json"
+    if info.exists() and json.loads(info.read_text()).get("total_episodes") == episodes:
+        return root
+    record_dataset(root, episodes=episodes, seed=seed, overwrite=True, progress=progress,
+                   task_kwargs=task_kwargs)
+    return root
+
+
+def base_vlm(root=None, allow_random: bool = False):
+    """The pretrained TinyVLM (``data/checkpoints/vlm_base``); a random one only if allowed and missing."""
+    from vla_course.checkpoints import load_pretrained
+    from vla_course.models import TinyVLM, WordTokenizer
+    from vla_course.sim.tasks import PickPlace
+    from vla_course.constants import COLORS
+
+    try:
+        vlm, source = load_pretrained("vlm_base", kind="TinyVLM", root=root), "vlm_base"
+    except FileNotFoundError:
+        if not allow_random:
+            raise
+        vlm, source = TinyVLM(WordTokenizer()), "random TinyVLM (vlm_base not found)"
+    words = " ".join(PickPlace().instruction([c]) for c in COLORS)
+    missing = [w for w in words.split() if w not in vlm.tokenizer]
+    if missing:  # new words get fresh embedding rows; old ids never change
+        vlm.tokenizer.add_texts([words])
+        vlm.resize_token_embeddings()
+    return vlm, source, sorted(set(missing))
+
+
+def build_pi0(vlm, stats: dict, **config):
+    from vla_course.models import Pi0, Pi0Config
+
+    model = Pi0(vlm, Pi0Config(**config))
+    model.set_normalization_stats(stats)
+    return model
+
+
+class Pi0Actor:
+    """:class:`~vla_course.models.Pi0Policy` plus delta actions: ``reset()``, ``act(frame) -> (6,)``.
+
+    With ``delta_mask`` the model's chunk is relative to the state of the frame it was planned from
+    (where the mask is True); the actor adds that state back, so the robot still gets absolute targets.
+    """
+
+    cameras = ("front", "wrist")
+
+    def __init__(self, model, n_action_steps: int = N_ACTION_STEPS, delta_mask=DELTA_MASK, num_steps: int = 10,
+                 seed: int | None = 0):
+        from vla_course.models import Pi0Policy
+
+        self.policy = Pi0Policy(model, n_action_steps=n_action_steps, num_steps=num_steps, seed=seed)
+        self.cameras = self.policy.cameras
+        self.delta_mask = None if delta_mask is None else np.asarray(delta_mask, dtype=np.float32)
+        self.anchor = None
+
+    def reset(self) -> None:
+        self.policy.reset()
+
+    def act(self, frame: dict) -> np.ndarray:
+        from vla_course.constants import STATE_KEY
+
+        if not self.policy.queue:  # a new chunk is planned from this frame's state
+            self.anchor = np.asarray(frame[STATE_KEY], dtype=np.float32)
+        action = np.asarray(self.policy.act(frame), dtype=np.float32)
+        if self.delta_mask is not None:
+            action = action + self.anchor * self.delta_mask
+        return action
+
+
+def model_stats(data) -> dict:
+    """Normalisation statistics for the model: the state's from the dataset's own ``meta.stats``; the
+    action chunk's computed over chunks as the model sees them (delta or absolute)."""
+    from vla_course.constants import ACTION_KEY, STATE_KEY
+    from vla_course.data.chunks import chunk_stats
+
+    return {STATE_KEY: data.stats[STATE_KEY], ACTION_KEY: chunk_stats(data)}
+
+
+# ---- training ----------------------------------------------------------------------------
+def lr_at(step: int, steps: int, lr: float, warmup: int, final_frac: float = 0.1) -> float:
+    """Linear warm-up, then cosine decay to ``final_frac * lr``."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    p = (step - warmup) / max(1, steps - warmup)
+    return lr * (final_frac + (1 - final_frac) * 0.5 * (1 + math.cos(math.pi * p)))
+
+
+def train_pi0(model, data, steps: int, batch_size: int = 64, lr: float = 5e-4, warmup: int = 100,
+              weight_decay: float = 1e-4, shift: int = 4, seed: int = 0, progress: bool = True,
+              desc: str = "train pi0", callback=None) -> dict:
+    """Flow-matching training on random (observation, chunk) batches drawn from a ``ChunkDataset``.
+
+    Returns ``{"loss": [per-step loss], "seconds": wall time, "steps", "batch_size", "lr"}``.
+    ``callback(step, loss)`` is called after every step (the notebook plots with it).
+    """
+    from tqdm.auto import tqdm
+
+    from vla_course.data.chunks import random_shift
+
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.95))
+    model.train()
+    losses = []
+    start = time.perf_counter()
+    bar = tqdm(range(steps), desc=desc, disable=not progress, mininterval=2.0)
+    for step in bar:
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, steps, lr, warmup)
+        idx = torch.randint(0, len(data), (batch_size,), generator=gen)
+        batch = data.batch(idx)
+        for key in list(batch):
+            if key.startswith(IMAGE_KEY_PREFIX):
+                batch[key] = random_shift(batch[key], shift, gen)
+        loss = model.compute_loss(batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        losses.append(loss.item())
+        if step % 25 == 0:
+            bar.set_postfix(loss=f"{np.mean(losses[-25:]):.3f}")
+        if callback is not None:
+            callback(step, losses[-1])
+    model.eval()
+    return {"loss": losses, "seconds": time.perf_counter() - start, "steps": steps, "batch_size": batch_size,
+            "lr": lr}
+
+
+# ---- evaluation --------------------------------------------------------------------------
+def evaluate_pi0(model, seed: int, episodes: int, n_action_steps: int = N_ACTION_STEPS, task: str = "pick_place",
+                 task_kwargs: dict | None = None, progress: bool = True, render=None, policy_seed: int = 0,
+                 delta_mask=DELTA_MASK) -> dict:
+    """Success over layout seeds ``seed .. seed+episodes-1`` through the real control loop.
+
+    The policy sees only the cameras, the joint state and the instruction.
+    ``render(env) -> frame`` (optional) records a video of every episode.
+    """
+    from tqdm.auto import tqdm
+
+    from vla_course.constants import CAMERAS, IMAGE_SIZE
+    from vla_course.control import run_episode
+    from vla_course.robot import make_robot
+
+    policy = Pi0Actor(model, n_action_steps=n_action_steps, delta_mask=delta_mask, seed=policy_seed)
+    robot = make_robot("sim", task=task, seed=seed, image_size=IMAGE_SIZE, cameras=CAMERAS, **(task_kwargs or {}))
+    rows, videos = [], []
+    with robot:
+        for i in tqdm(range(episodes), desc="rollouts", disable=not progress):
+            robot.reset(seed + i)
+            env = robot.env
+            held: list[str] = []  # cubes the gripper held at some point: tells "wrong cube" from "missed grasp"
+
+            def on_step(frame, action, env=env, held=held):
+                cube = env.held_cube()
+                if cube is not None and cube not in held:
+                    held.append(cube)
+
+            r = run_episode(robot, policy, on_step=on_step, render=(lambda: render(env)) if render else None)
+            rows.append({"seed": seed + i, "success": bool(r.success), "steps": r.steps,
+                         "n_cubes": len(env.layout.cubes), "target": env.layout.targets[0],
+                         "held": held, "instruction": r.instruction})
+            if render:
+                videos.append(r.frames)
+    succ = [r["success"] for r in rows]
+    out = {"seed": seed, "episodes": episodes, "successes": int(sum(succ)), "success_rate": float(np.mean(succ)),
+           "n_action_steps": n_action_steps, "task": task, "task_kwargs": task_kwargs or {}, "episodes_detail": rows}
+    if render:
+        out["videos"] = videos
+    return out
+
+
+def choose_n_action_steps(model, episodes: int = 20, candidates=NAS_CANDIDATES, progress: bool = True
+                          ) -> tuple[int, dict]:
+    """Pick the re-planning horizon on validation seeds (``VAL_SEED..``: neither trained on nor the held-out
+    test seeds). Ties go to the longer horizon (fewer chunks to compute)."""
+    if episodes <= 0:
+        return N_ACTION_STEPS, {}
+    results = {n: evaluate_pi0(model, VAL_SEED, episodes, n_action_steps=n, progress=progress)["successes"]
+               for n in candidates}
+    best = max(results, key=lambda n: (results[n], n))
+    return best, {"seeds": f"{VAL_SEED}..{VAL_SEED + episodes - 1}", "episodes": episodes,
+                  "successes": {str(n): k for n, k in results.items()}}
+
+
+def chunk_latency_ms(model, frame: dict, runs: int = 30, warmup: int = 5, num_steps: int = 10) -> dict:
+    """Wall-clock ms for one action chunk (prefix once + ``num_steps`` cached Euler steps), batch 1."""
+    from vla_course.models import Pi0Policy
+
+    batch = Pi0Policy(model).frame_to_batch(frame)
+    times = []
+    for i in range(warmup + runs):
+        t0 = time.perf_counter()
+        model.sample_actions(batch, num_steps=num_steps)
+        if i >= warmup:
+            times.append((time.perf_counter() - t0) * 1e3)
+    return {"median_ms": float(np.median(times)), "p10_ms": float(np.percentile(times, 10)),
+            "threads": torch.get_num_threads(), "runs": runs}
+
+
+def _summary(ev: dict) -> dict:
+    """Evaluation results without the videos, for metadata.json."""
+    return {k: v for k, v in ev.items() if k != "videos"}
+
+
+def _by_cubes(ev: dict) -> dict:
+    out = {}
+    for r in ev["episodes_detail"]:
+        out.setdefault(str(r["n_cubes"]), []).append(r["success"])
+    return {k: f"{sum(v)}/{len(v)}" for k, v in sorted(out.items())}
+
+
+# ---- recipes -----------------------------------------------------------------------------
+@recipe("pi0_base", "pi0 in miniature on vlm_base: 300 expert episodes (3-5 cubes, any target), "
+                    "flow matching, eval on 50 held-out seeds")
+def pi0_base(seed: int, out_dir: Path, quick: bool = False) -> dict:
+    from vla_course.data.chunks import load_chunks
+    from vla_course.models import count_parameters
+
+    torch.set_num_threads(1)
+    episodes = 2 if quick else BASE_EPISODES
+    steps = 4 if quick else 4000
+    batch_size = 8 if quick else 64
+    eval_episodes = 1 if quick else EVAL_EPISODES
+    root = recorded_dataset(f"pick_place_expert_s0_n{episodes}", episodes, seed=0)
+    data = load_chunks(root)
+    data.delta_mask = DELTA_MASK
+    vlm, source, added = base_vlm(allow_random=quick)
+    torch.manual_seed(seed)
+    model = build_pi0(vlm, model_stats(data))
+    log = train_pi0(model, data, steps=steps, batch_size=batch_size, lr=LR, warmup=WARMUP, seed=seed)
+    nas, validation = choose_n_action_steps(model, episodes=0 if quick else VAL_EPISODES)
+    ev = evaluate_pi0(model, EVAL_SEED, eval_episodes, n_action_steps=nas)
+    lat = chunk_latency_ms(model, data.frame(0), runs=5 if quick else 50)
+    model.save_pretrained(out_dir)
+    return {
+        "data": {"dataset": str(root.relative_to(REPO_ROOT)) if root.is_relative_to(REPO_ROOT) else str(root),
+                 "episodes": data.num_episodes, "frames": len(data), "layout_seeds": f"0..{episodes - 1}",
+                 "policy": "scripted expert (noise_std=0)", "task": "pick_place (3-5 cubes, random target)",
+                 "chunk_size": data.chunk_size},
+        "metrics": {"success_rate": ev["success_rate"], "successes": ev["successes"], "eval_episodes": eval_episodes,
+                    "eval_seeds": f"{EVAL_SEED}..{EVAL_SEED + eval_episodes - 1}", "by_n_cubes": _by_cubes(ev),
+                    "final_loss": float(np.mean(log["loss"][-50:])), "ms_per_chunk": lat,
+                    "parameters": count_parameters(model)},
+        "train_seconds": log["seconds"],
+        "training": {"steps": steps, "batch_size": batch_size, "lr": log["lr"], "backbone_init": source,
+                     "words_added": added, "augmentation": "random shift 4 px", "loss_every_step": log["loss"][::10]},
+        "n_action_steps": nas,
+        "n_action_steps_validation": validation,
+        "delta_mask": list(DELTA_MASK),
+        "evaluation": _summary(ev),
+    }
+
+
+@recipe("pi0_finetune", "pi0_base fine-tuned on 30 episodes of a narrower set-up (5 cubes): before/after success")
+def pi0_finetune(seed: int, out_dir: Path, quick: bool = False) -> dict:
+    from vla_course.checkpoints import load_pretrained, read_metadata
+    from vla_course.data.chunks import load_chunks
+
+    torch.set_num_threads(1)
+    episodes = 2 if quick else FT_EPISODES
+    steps = 4 if quick else 600
+    batch_size = 8 if quick else 64
+    eval_episodes = 1 if quick else FT_EVAL_EPISODES
+    root = recorded_dataset(f"pick_place_5cubes_s{FT_SEED}_n{episodes}", episodes, seed=FT_SEED,
+                            task_kwargs=FT_TASK_KWARGS)
+    data = load_chunks(root)
+    data.delta_mask = DELTA_MASK
+    model = load_pretrained("pi0_base", kind="Pi0", root=out_dir.parent)
+    nas = read_metadata("pi0_base", root=out_dir.parent).get("n_action_steps", N_ACTION_STEPS)
+    before = evaluate_pi0(model, FT_EVAL_SEED, eval_episodes, n_action_steps=nas, task_kwargs=FT_TASK_KWARGS)
+    # The base checkpoint's normalisation statistics stay: the fine-tuning data is a subset of the same
+    # action space, and changing them would shift every input the pretrained weights learned to read.
+    log = train_pi0(model, data, steps=steps, batch_size=batch_size, lr=FT_LR, warmup=50, seed=seed,
+                    desc="fine-tune pi0")
+    after = evaluate_pi0(model, FT_EVAL_SEED, eval_episodes, n_action_steps=nas, task_kwargs=FT_TASK_KWARGS)
+    general = evaluate_pi0(model, EVAL_SEED, 1 if quick else 20, n_action_steps=nas)  # still does the general task?
+    model.save_pretrained(out_dir)
+    return {
+        "data": {"dataset": str(root.relative_to(REPO_ROOT)) if root.is_relative_to(REPO_ROOT) else str(root),
+                 "episodes": data.num_episodes, "frames": len(data),
+                 "layout_seeds": f"{FT_SEED}..{FT_SEED + episodes - 1}", "task": "pick_place with 5 cubes",
+                 "task_kwargs": FT_TASK_KWARGS, "init": "pi0_base"},
+        "metrics": {"before": {"success_rate": before["success_rate"], "successes": before["successes"]},
+                    "after": {"success_rate": after["success_rate"], "successes": after["successes"]},
+                    "eval_episodes": eval_episodes,
+                    "eval_seeds": f"{FT_EVAL_SEED}..{FT_EVAL_SEED + eval_episodes - 1} (5 cubes)",
+                    "general": {"success_rate": general["success_rate"], "successes": general["successes"],
+                                "episodes": general["episodes"],
+                                "eval_seeds": f"{EVAL_SEED}..{EVAL_SEED + general['episodes'] - 1}"},
+                    "final_loss": float(np.mean(log["loss"][-50:]))},
+        "train_seconds": log["seconds"],
+        "training": {"steps": steps, "batch_size": batch_size, "lr": log["lr"], "loss_every_step": log["loss"][::10]},
+        "n_action_steps": nas,
+        "delta_mask": list(DELTA_MASK),
+        "evaluation": {"before": _summary(before), "after": _summary(after), "general": _summary(general)},
+    }
