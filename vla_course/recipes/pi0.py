@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from vla_course.constants import IMAGE_KEY_PREFIX
+from vla_course.policies import Pi0Actor  # noqa: F401  (re-exported: recipes and notebooks use it)
 from vla_course.train import recipe
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -111,38 +112,6 @@ def build_pi0(vlm, stats: dict, **config):
     model = Pi0(vlm, Pi0Config(**config))
     model.set_normalization_stats(stats)
     return model
-
-
-class Pi0Actor:
-    """:class:`~vla_course.models.Pi0Policy` plus delta actions: ``reset()``, ``act(frame) -> (6,)``.
-
-    With ``delta_mask`` the model's chunk is relative to the state of the frame it was planned from
-    (where the mask is True); the actor adds that state back, so the robot still gets absolute targets.
-    """
-
-    cameras = ("front", "wrist")
-
-    def __init__(self, model, n_action_steps: int = N_ACTION_STEPS, delta_mask=DELTA_MASK, num_steps: int = 10,
-                 seed: int | None = 0):
-        from vla_course.models import Pi0Policy
-
-        self.policy = Pi0Policy(model, n_action_steps=n_action_steps, num_steps=num_steps, seed=seed)
-        self.cameras = self.policy.cameras
-        self.delta_mask = None if delta_mask is None else np.asarray(delta_mask, dtype=np.float32)
-        self.anchor = None
-
-    def reset(self) -> None:
-        self.policy.reset()
-
-    def act(self, frame: dict) -> np.ndarray:
-        from vla_course.constants import STATE_KEY
-
-        if not self.policy.queue:  # a new chunk is planned from this frame's state
-            self.anchor = np.asarray(frame[STATE_KEY], dtype=np.float32)
-        action = np.asarray(self.policy.act(frame), dtype=np.float32)
-        if self.delta_mask is not None:
-            action = action + self.anchor * self.delta_mask
-        return action
 
 
 def model_stats(data) -> dict:
