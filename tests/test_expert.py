@@ -80,7 +80,34 @@ def test_noise_changes_actions_but_is_reproducible(env):
     np.testing.assert_array_equal(again.act(None), a_noisy)
 
 
+@pytest.mark.parametrize("seed", [7, 8])
+def test_detour_hovers_beside_the_cube_then_corrects(env, seed):
+    expert = ScriptedExpert(env, detour=0.08)
+    obs, _ = env.reset(seed=seed)
+    expert.reset()
+    offset = np.linalg.norm(expert.detour_offset)
+    assert 0.04 <= offset <= 0.08
+    target = env.layout.targets[0]
+    cube_xy = np.array(env.cube_pos(target)[:2])
+    farthest_at_hover, grasp_dist = 0.0, None
+    while True:
+        action = expert.act(obs)
+        tip = env.fingertip_pos()
+        if expert.phase == "approach" and tip[2] > 0.07:  # at hover height, before the descent
+            farthest_at_hover = max(farthest_at_hover, float(np.linalg.norm(tip[:2] - cube_xy)))
+        if expert.phase == "grasp" and grasp_dist is None:
+            grasp_dist = float(np.linalg.norm(tip[:2] - np.array(env.cube_pos(target)[:2])))
+        obs, _, terminated, truncated, info = env.step(action)
+        if terminated or truncated:
+            break
+    assert info["success"]
+    assert farthest_at_hover > 0.03  # it really went beside the cube first
+    assert grasp_dist < 0.015  # and corrected before grasping (the jaws open ~50 mm around a 25 mm cube)
+
+
 def test_bad_knobs_raise():
+    with pytest.raises(ValueError, match="detour"):
+        ScriptedExpert(make_env(task="pick_place", seed=0, cameras=()), detour=0.5)
     e = make_env(cameras=())
     try:
         with pytest.raises(ValueError, match="mistake"):

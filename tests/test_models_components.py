@@ -63,6 +63,21 @@ def test_image_encoder_shapes_and_input_formats():
     assert enc([x.float() / 255.0 for x in u8]).shape == tokens.shape  # float channels-last
 
 
+def test_set_grid_keeps_conv_weights_and_resizes_cell_embeddings():
+    enc = ConvTokenizer(width=24, num_cameras=2, image_size=96, grid=4, channels=(8, 16))
+    imgs = random_images(2)
+    u8 = [imgs["observation.images.front"], imgs["observation.images.wrist"]]
+    old_pos = enc.pos_emb.detach().clone().reshape(4, 4, 24)
+    stem = [p.detach().clone() for p in enc.stem.parameters()]
+    enc.set_grid(6)
+    assert enc.tokens_per_camera == 36 and enc(u8).shape == (2, 2 * 36, 24)
+    new_pos = enc.pos_emb.detach().reshape(6, 6, 24)
+    for (i, j), (k, m) in {(0, 0): (0, 0), (0, 3): (0, 5), (3, 0): (5, 0), (3, 3): (5, 5)}.items():
+        torch.testing.assert_close(new_pos[k, m], old_pos[i, j])  # the corners stay where they were
+    assert all(torch.equal(a, b) for a, b in zip(stem, enc.stem.parameters()))
+    assert enc.pos_emb.requires_grad
+
+
 def test_float_images_out_of_range_raise():
     enc = ConvTokenizer(width=8, num_cameras=1, channels=(4, 8))
     with pytest.raises(ValueError, match=r"\[0, 1\]"):

@@ -40,6 +40,26 @@ def test_chunks_pad_at_episode_end_and_never_cross_episodes():
     assert a[4].tolist() == [7, 7, 7, 7] and pad[4].sum() == 3
 
 
+def test_concatenated_recordings_keep_episodes_apart_and_pool_statistics():
+    from vla_course.data.chunks import concat_chunks
+
+    def with_stats(d, scale):
+        d.state = d.state * scale
+        d.stats = {"observation.state": {"mean": d.state.mean(0), "std": d.state.std(0, unbiased=False),
+                                         "min": d.state.min(0).values, "max": d.state.max(0).values}}
+        return d
+
+    a, b = with_stats(tiny_chunks((5, 3)), 1.0), with_stats(tiny_chunks((4,)), -2.0)
+    both = concat_chunks([a, b])
+    assert len(both) == 12 and both.num_episodes == 3
+    assert both.batch([7])["action_is_pad"][0].tolist() == [False, True, True, True]  # a's last frame: no b inside
+    st, pooled = both.state, both.stats["observation.state"]
+    torch.testing.assert_close(pooled["mean"], st.mean(0))
+    torch.testing.assert_close(pooled["std"], st.std(0, unbiased=False))
+    torch.testing.assert_close(pooled["min"], st.min(0).values)
+    torch.testing.assert_close(pooled["max"], st.max(0).values)
+
+
 def test_random_shift_keeps_shape_and_moves_pixels():
     img = torch.zeros(2, 96, 96, 3, dtype=torch.uint8)
     img[:, 40:56, 40:56] = 255
@@ -66,8 +86,8 @@ def test_quick_recipe_writes_loadable_checkpoint(quick_root):
     # The dataset's normalisation statistics travel inside the checkpoint.
     from vla_course.data.chunks import load_chunks
 
-    data = load_chunks(meta["data"]["dataset"] if meta["data"]["dataset"].startswith("/")
-                       else CHECKPOINT_DIR.parents[1] / meta["data"]["dataset"], progress=False)
+    (dataset,) = meta["data"]["dataset"]  # quick: one recording part
+    data = load_chunks(dataset if dataset.startswith("/") else CHECKPOINT_DIR.parents[1] / dataset, progress=False)
     torch.testing.assert_close(model.state_normalizer.unnormalize(torch.zeros(1, 6))[0],
                                data.stats["observation.state"]["mean"])
     # Actions are trained as deltas on the arm joints (metadata says which); their statistics are the chunks'.
@@ -79,6 +99,16 @@ def test_quick_recipe_writes_loadable_checkpoint(quick_root):
                                model_stats(data)["action"]["mean"])
     size = sum(p.stat().st_size for p in (quick_root / "pi0_base").iterdir())
     assert size < 5e6
+
+
+def test_first_chunk_agreement_compares_with_the_expert(quick_root):
+    from vla_course.recipes.pi0 import first_chunk_agreement
+
+    model = load_pretrained("pi0_base", kind="Pi0", root=quick_root)
+    out = first_chunk_agreement(model, seeds=[10_000, 10_001, 10_002], samples=2)
+    assert list(out) == ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll"]
+    assert all(np.isfinite(v["gain"]) and -1 <= v["corr"] <= 1 for v in out.values())
+    assert out["shoulder_pan"]["expert_std_deg"] > 1.0  # the expert's first move depends on the scene
 
 
 def test_pi0_policy_acts_in_the_sim(quick_root):

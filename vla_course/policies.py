@@ -16,14 +16,15 @@ class ExpertPolicy:
     cameras: tuple[str, ...] = ()  # needs no images, so evaluation can skip rendering
 
     def __init__(self, robot, noise_std: float = 0.0, mistake: str | None = None, recover: bool = True,
-                 seed: int = 0):
+                 seed: int = 0, detour: float = 0.0):
         env = getattr(robot, "env", None)
         if env is None:
             raise ValueError("the scripted expert needs the simulator's privileged state: use the sim robot "
                              "(make_robot('sim')) and connect it first")
         from vla_course.sim.expert import ScriptedExpert
 
-        self.expert = ScriptedExpert(env, noise_std=noise_std, mistake=mistake, recover=recover, seed=seed)
+        self.expert = ScriptedExpert(env, noise_std=noise_std, mistake=mistake, recover=recover, seed=seed,
+                                     detour=detour)
 
     def reset(self) -> None:
         self.expert.reset()

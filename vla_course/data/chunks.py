@@ -132,14 +132,48 @@ def dataset_stats(ds) -> dict:
             for k in (STATE_KEY, ACTION_KEY)}
 
 
-def load_chunks(root: str | Path, chunk_size: int = 16, cameras: tuple[str, ...] = CAMERAS,
+def merge_stats(stats: list[dict], counts: list[int]) -> dict:
+    """Pool LeRobot-style statistics of several datasets (``counts`` frames each): weighted mean,
+    pooled variance, overall min/max. Only those four are kept."""
+    w = torch.tensor(counts, dtype=torch.float32)
+    w = w / w.sum()
+    out = {}
+    for key in stats[0]:
+        mean = sum(wi * s[key]["mean"] for wi, s in zip(w, stats))
+        var = sum(wi * (s[key]["std"] ** 2 + (s[key]["mean"] - mean) ** 2) for wi, s in zip(w, stats))
+        out[key] = {"mean": mean, "std": var.sqrt(),
+                    "min": torch.stack([s[key]["min"] for s in stats]).min(0).values,
+                    "max": torch.stack([s[key]["max"] for s in stats]).max(0).values}
+    return out
+
+
+def concat_chunks(parts: list[ChunkDataset]) -> ChunkDataset:
+    """One :class:`ChunkDataset` from several (e.g. two recordings); episode indices are renumbered so
+    chunks still never cross episodes, and the statistics are pooled (:func:`merge_stats`)."""
+    if len(parts) == 1:
+        return parts[0]
+    episodes, offset = [], 0
+    for p in parts:
+        episodes.append(p.episode_index - p.episode_index.min() + offset)
+        offset = int(episodes[-1].max()) + 1
+    return ChunkDataset(images={cam: torch.cat([p.images[cam] for p in parts]) for cam in parts[0].images},
+                        state=torch.cat([p.state for p in parts]), action=torch.cat([p.action for p in parts]),
+                        episode_index=torch.cat(episodes), frame_index=torch.cat([p.frame_index for p in parts]),
+                        tasks=[t for p in parts for t in p.tasks], chunk_size=parts[0].chunk_size,
+                        stats=merge_stats([p.stats for p in parts], [len(p) for p in parts]),
+                        delta_mask=parts[0].delta_mask)
+
+
+def load_chunks(root: str | Path | list, chunk_size: int = 16, cameras: tuple[str, ...] = CAMERAS,
                 progress: bool = True) -> ChunkDataset:
     """Load a recorded LeRobotDataset (``vla_course.data.record_dataset``) into a :class:`ChunkDataset`.
 
     Goes through LeRobot's own ``LeRobotDataset`` (so its metadata and statistics
     are the ones a LeRobot training run would use), then decodes every PNG
-    frame once.
+    frame once. A list of roots gives one dataset made of all of them (:func:`concat_chunks`).
     """
+    if isinstance(root, (list, tuple)):
+        return concat_chunks([load_chunks(r, chunk_size, cameras, progress) for r in root])
     from tqdm.auto import tqdm
 
     from vla_course.data.recording import load_dataset

@@ -220,13 +220,37 @@ class Pi0(nn.Module):
             action_bias = attention_bias(mask[:, n_p + 1:])
             rope = rope_cos_sin(pos[:, n_p + 1:], self.vlm.config.head_dim, self.vlm.config.rope_base)
 
+            embed = self._folded_action_embedding(num_steps)
+
             def velocity(x_t, t):  # 3) each Euler step: only the H action tokens, through the expert
-                outs, _ = joint_forward(self.experts, [None, self.embed_actions(x_t, t)], action_bias,
-                                        kv_cache=cache, rope=rope)
+                outs, _ = joint_forward(self.experts, [None, embed(x_t, t)], action_bias, kv_cache=cache, rope=rope)
                 return self.action_out_proj(outs[1])
 
         x0 = euler_integrate(velocity, noise, num_steps)
         return self.action_normalizer.unnormalize(x0)
+
+    def _folded_action_embedding(self, num_steps: int):
+        """:meth:`embed_actions` with fewer ops, for the cached sampler (same maths, ~0.5 ms less per chunk).
+
+        ``action_in_proj`` feeds straight into the first layer of the action-time MLP, so the two linears
+        fold into one: ``W_1 [W_in x + b_in; t_emb] = (W_1a W_in) x + (W_1a b_in + W_1t t_emb)``. The time
+        half depends only on ``t``, and the Euler schedule fixes the ``t`` values, so it is computed for all
+        steps at once. At batch 1 a CPU pays per op, not per FLOP.
+        """
+        cfg, we = self.config, self.config.expert_width
+        w1 = self.action_time_mlp_in.weight
+        w_x = w1[:, :we] @ self.action_in_proj.weight
+        ts = torch.tensor([1.0 - k / num_steps for k in range(num_steps)], device=w1.device)
+        t_emb = sincos_time_embedding(ts, we, cfg.min_period, cfg.max_period)
+        b = F.linear(t_emb, w1[:, we:], w1[:, :we] @ self.action_in_proj.bias + self.action_time_mlp_in.bias)
+        index = {round(float(t), 6): k for k, t in enumerate(ts)}
+
+        def embed(x_t: Tensor, t: Tensor) -> Tensor:
+            k = index.get(round(float(t[0]), 6))
+            if k is None:  # not on the schedule (never in sample_actions): the plain path
+                return self.embed_actions(x_t, t)
+            return self.action_time_mlp_out(F.silu(F.linear(x_t, w_x, b[k])))
+        return embed
 
     # ---- checkpoints -------------------------------------------------------------------
     def save_pretrained(self, path: str | Path) -> None:

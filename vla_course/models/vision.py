@@ -88,6 +88,20 @@ class ConvTokenizer(nn.Module):
     def tokens_per_camera(self) -> int:
         return self.grid * self.grid
 
+    def set_grid(self, grid: int) -> None:
+        """Change the number of tokens per side, keeping the learned conv weights.
+
+        The stem's native output is 6x6 for a 96-pixel frame; ``grid=4`` average-pools it to 4x4 (cheap,
+        enough for VQA), ``grid=6`` keeps every cell (finer positions, which grasping needs). The grid-cell
+        embeddings are resized by bilinear interpolation, so a pretrained encoder starts where it was.
+        """
+        if grid == self.grid:
+            return
+        old = self.pos_emb.data.T.reshape(1, -1, self.grid, self.grid)
+        new = F.interpolate(old, size=(grid, grid), mode="bilinear", align_corners=True)
+        self.pos_emb = nn.Parameter(new.reshape(-1, grid * grid).T.contiguous())
+        self.grid = grid
+
     def forward(self, images: list[Tensor]) -> Tensor:
         """``images``: one tensor per camera, each (B, ...) as in :func:`to_float_chw`.
         It returns (B, num_cameras * grid * grid, width)."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -101,6 +101,11 @@ class TinyVLM(nn.Module):
         self.embed = nn.Embedding(len(tokenizer), config.width)
         nn.init.normal_(self.embed.weight, std=1.0 / math.sqrt(config.width))
         self.backbone = Expert(config.backbone())
+
+    def set_grid(self, grid: int) -> None:
+        """Image tokens per side per camera (see ``ConvTokenizer.set_grid``); the config follows."""
+        self.vision.set_grid(grid)
+        self.config = replace(self.config, grid=grid)
 
     # ---- vocabulary growth ------------------------------------------------------------
     def resize_token_embeddings(self) -> None:

@@ -6,9 +6,11 @@ Two recipes, in the order a real SO-100 user would run them::
     vla-course train pi0_finetune   # start from pi0_base, adapt to a small set of "your own" episodes
 
 ``pi0_base``
-    1. records (or reuses, from ``outputs/datasets/``) a LeRobotDataset of the
-       scripted expert over layout seeds ``0..N-1``: 3-5 cubes, random colours,
-       random target, so the instruction must pick the target among distractors;
+    1. records (or reuses, from ``outputs/datasets/``) LeRobotDatasets of the
+       scripted expert (``BASE_RECORDINGS``): 3-5 cubes, random colours, random
+       target, so the instruction must pick the target among distractors; some
+       episodes with a *detour* (hover beside the cube, then correct), so the data
+       show how to recover from an off-target reach;
     2. loads it into memory as (observation, action chunk) pairs
        (``vla_course.data.chunks``), with the dataset's own statistics;
     3. builds ``Pi0`` on the pretrained ``vlm_base`` checkpoint (backbone = the
@@ -41,8 +43,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vla_course.constants import IMAGE_KEY_PREFIX
-from vla_course.policies import Pi0Actor  # noqa: F401  (re-exported: recipes and notebooks use it)
+from vla_course.constants import IMAGE_KEY_PREFIX, JOINT_NAMES
+from vla_course.policies import ExpertPolicy, Pi0Actor  # noqa: F401  (Pi0Actor re-exported for notebooks)
 from vla_course.train import recipe
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -50,7 +52,9 @@ DATASET_CACHE = REPO_ROOT / "outputs" / "datasets"
 
 # Layout seeds. Training episodes use 0.., fine-tuning episodes 20000.., and the
 # evaluation seeds below are never recorded.
-BASE_EPISODES = 300
+# The base recording, in parts (first layout seed, episodes, expert detour in metres), so a bigger dataset
+# reuses a smaller one. Detour episodes first hover beside the cube, then correct (see ``ScriptedExpert``).
+BASE_RECORDINGS = ((0, 300, 0.0), (300, 700, 0.0), (1000, 400, 0.08))
 EVAL_SEED = 10_000
 EVAL_EPISODES = 50
 FT_TASK_KWARGS = {"n_cubes": 5}
@@ -68,12 +72,16 @@ VAL_SEED, VAL_EPISODES = 5_000, 20
 # workspace, so the same normalised error is a much smaller error in degrees.
 DELTA_MASK = (True, True, True, True, True, False)
 LR, WARMUP = 1e-3, 150
+BASE_STEPS, BATCH_SIZE = 4000, 64
+GRID = 4  # image tokens per side per camera (vlm_base was pretrained with 4)
+SHIFT = 4  # random-shift augmentation (pixels)
 
 
 # ---- data --------------------------------------------------------------------------------
 def recorded_dataset(name: str, episodes: int, seed: int, task_kwargs: dict | None = None,
-                     cache: Path | None = None, progress: bool = True) -> Path:
-    """Path of an expert recording, made once and reused (``outputs/datasets/<name>``)."""
+                     cache: Path | None = None, progress: bool = True, policy_kwargs: dict | None = None) -> Path:
+    """Path of an expert recording, made once and reused (``outputs/datasets/<name>``).
+    ``policy_kwargs`` go to the scripted expert (e.g. ``{"detour": 0.08}``)."""
     from vla_course.data import record_dataset
 
     root = Path(cache or DATASET_CACHE) / name
@@ -81,8 +89,16 @@ def recorded_dataset(name: str, episodes: int, seed: int, task_kwargs: dict | No
     if info.exists() and json.loads(info.read_text()).get("total_episodes") == episodes:
         return root
     record_dataset(root, episodes=episodes, seed=seed, overwrite=True, progress=progress,
-                   task_kwargs=task_kwargs)
+                   task_kwargs=task_kwargs, policy_kwargs=policy_kwargs)
     return root
+
+
+def base_recording(seed: int, episodes: int, detour: float = 0.0) -> Path:
+    """One part of the base recording: the scripted expert on layout seeds ``seed..seed+episodes-1``."""
+    if not detour:
+        return recorded_dataset(f"pick_place_expert_s{seed}_n{episodes}", episodes, seed=seed)
+    return recorded_dataset(f"pick_place_detour{round(detour * 100)}cm_s{seed}_n{episodes}", episodes, seed=seed,
+                            policy_kwargs={"detour": detour})
 
 
 def base_vlm(root=None, allow_random: bool = False):
@@ -221,6 +237,50 @@ def evaluate_pi0(model, seed: int, episodes: int, n_action_steps: int = N_ACTION
     return out
 
 
+def first_chunk_agreement(model, seeds, samples: int = 8, delta_mask=DELTA_MASK) -> dict:
+    """Does the policy's *first* chunk go where the expert's first 16 actions go?
+
+    At the first frame every episode starts from the same arm pose, so the state says nothing: only the
+    cameras and the instruction can tell the policy where the named cube is. For each layout seed we
+    compare the joint change over one chunk (last action minus the start state): the expert's (run for
+    H steps) against the policy's (mean of ``samples`` sampled chunks). Per joint it returns the least-squares
+    ``gain`` (1 = right amount, 0 = the same move whatever the scene) and the correlation ``corr``.
+    """
+    from vla_course.constants import STATE_KEY
+    from vla_course.models import Pi0Policy
+    from vla_course.robot import action_array_to_dict, make_robot, observation_to_frame
+
+    seeds = list(seeds)
+    h, mask = model.config.chunk_size, torch.as_tensor(delta_mask, dtype=torch.float32)
+    expert_moves, policy_moves = [], []
+    robot = make_robot("sim", seed=seeds[0])
+    with robot:
+        for s in seeds:
+            robot.reset(s)
+            f0 = observation_to_frame(robot.get_observation(), robot.instruction)
+            batch = Pi0Policy(model).frame_to_batch(f0)
+            batch = {k: (v.expand(samples, *v.shape[1:]) if torch.is_tensor(v) else v * samples)
+                     for k, v in batch.items()}
+            noise = torch.randn(samples, h, model.config.action_dim, generator=torch.Generator().manual_seed(s))
+            chunk = model.sample_actions(batch, noise=noise)[:, -1].mean(0)  # relative where mask is True
+            state0 = torch.as_tensor(f0[STATE_KEY])
+            policy_moves.append((chunk + state0 * mask - state0).numpy())
+            expert = ExpertPolicy(robot)
+            expert.reset()
+            for _ in range(h):
+                a = expert.act(observation_to_frame(robot.get_observation(), robot.instruction))
+                robot.send_action(action_array_to_dict(a))
+            expert_moves.append(a - f0[STATE_KEY])
+    e, p = np.array(expert_moves), np.array(policy_moves)
+    out = {}
+    for j, name in enumerate(JOINT_NAMES[:5]):
+        ec = e[:, j] - e[:, j].mean()
+        gain = float((ec * (p[:, j] - p[:, j].mean())).sum() / max((ec ** 2).sum(), 1e-9))
+        out[name] = {"gain": gain, "corr": float(np.corrcoef(e[:, j], p[:, j])[0, 1]),
+                     "expert_std_deg": float(e[:, j].std())}
+    return out
+
+
 def choose_n_action_steps(model, episodes: int = 20, candidates=NAS_CANDIDATES, progress: bool = True
                           ) -> tuple[int, dict]:
     """Pick the re-planning horizon on validation seeds (``VAL_SEED..``: neither trained on nor the held-out
@@ -249,6 +309,11 @@ def chunk_latency_ms(model, frame: dict, runs: int = 30, warmup: int = 5, num_st
             "threads": torch.get_num_threads(), "runs": runs}
 
 
+def _rel(root: Path) -> str:
+    """A dataset path for metadata.json: relative to the repository when it lies inside it."""
+    return str(root.relative_to(REPO_ROOT)) if root.is_relative_to(REPO_ROOT) else str(root)
+
+
 def _summary(ev: dict) -> dict:
     """Evaluation results without the videos, for metadata.json."""
     return {k: v for k, v in ev.items() if k != "videos"}
@@ -262,32 +327,34 @@ def _by_cubes(ev: dict) -> dict:
 
 
 # ---- recipes -----------------------------------------------------------------------------
-@recipe("pi0_base", "pi0 in miniature on vlm_base: 300 expert episodes (3-5 cubes, any target), "
+@recipe("pi0_base", "pi0 in miniature on vlm_base: 1400 expert episodes (3-5 cubes, any target; 400 with detours), "
                     "flow matching, eval on 50 held-out seeds")
 def pi0_base(seed: int, out_dir: Path, quick: bool = False) -> dict:
     from vla_course.data.chunks import load_chunks
     from vla_course.models import count_parameters
 
     torch.set_num_threads(1)
-    episodes = 2 if quick else BASE_EPISODES
-    steps = 4 if quick else 4000
-    batch_size = 8 if quick else 64
+    parts = ((0, 2, 0.0),) if quick else BASE_RECORDINGS
+    steps = 4 if quick else BASE_STEPS
+    batch_size = 8 if quick else BATCH_SIZE
     eval_episodes = 1 if quick else EVAL_EPISODES
-    root = recorded_dataset(f"pick_place_expert_s0_n{episodes}", episodes, seed=0)
-    data = load_chunks(root)
+    roots = [base_recording(*part) for part in parts]
+    data = load_chunks(roots)
     data.delta_mask = DELTA_MASK
     vlm, source, added = base_vlm(allow_random=quick)
+    vlm.set_grid(GRID)
     torch.manual_seed(seed)
     model = build_pi0(vlm, model_stats(data))
-    log = train_pi0(model, data, steps=steps, batch_size=batch_size, lr=LR, warmup=WARMUP, seed=seed)
+    log = train_pi0(model, data, steps=steps, batch_size=batch_size, lr=LR, warmup=WARMUP, shift=SHIFT, seed=seed)
     nas, validation = choose_n_action_steps(model, episodes=0 if quick else VAL_EPISODES)
     ev = evaluate_pi0(model, EVAL_SEED, eval_episodes, n_action_steps=nas)
     lat = chunk_latency_ms(model, data.frame(0), runs=5 if quick else 50)
     model.save_pretrained(out_dir)
     return {
-        "data": {"dataset": str(root.relative_to(REPO_ROOT)) if root.is_relative_to(REPO_ROOT) else str(root),
-                 "episodes": data.num_episodes, "frames": len(data), "layout_seeds": f"0..{episodes - 1}",
-                 "policy": "scripted expert (noise_std=0)", "task": "pick_place (3-5 cubes, random target)",
+        "data": {"dataset": [_rel(r) for r in roots],
+                 "episodes": data.num_episodes, "frames": len(data),
+                 "parts": [{"layout_seeds": f"{s0}..{s0 + n - 1}", "detour_m": d} for s0, n, d in parts],
+                 "policy": "scripted expert (noise_std=0; detour parts hover beside the cube first, then correct)", "task": "pick_place (3-5 cubes, random target)",
                  "chunk_size": data.chunk_size},
         "metrics": {"success_rate": ev["success_rate"], "successes": ev["successes"], "eval_episodes": eval_episodes,
                     "eval_seeds": f"{EVAL_SEED}..{EVAL_SEED + eval_episodes - 1}", "by_n_cubes": _by_cubes(ev),
@@ -295,7 +362,8 @@ def pi0_base(seed: int, out_dir: Path, quick: bool = False) -> dict:
                     "parameters": count_parameters(model)},
         "train_seconds": log["seconds"],
         "training": {"steps": steps, "batch_size": batch_size, "lr": log["lr"], "backbone_init": source,
-                     "words_added": added, "augmentation": "random shift 4 px", "loss_every_step": log["loss"][::10]},
+                     "words_added": added, "image_grid": GRID,
+                     "augmentation": f"random shift {SHIFT} px" if SHIFT else "none", "loss_every_step": log["loss"][::10]},
         "n_action_steps": nas,
         "n_action_steps_validation": validation,
         "delta_mask": list(DELTA_MASK),
@@ -328,7 +396,7 @@ def pi0_finetune(seed: int, out_dir: Path, quick: bool = False) -> dict:
     general = evaluate_pi0(model, EVAL_SEED, 1 if quick else 20, n_action_steps=nas)  # still does the general task?
     model.save_pretrained(out_dir)
     return {
-        "data": {"dataset": str(root.relative_to(REPO_ROOT)) if root.is_relative_to(REPO_ROOT) else str(root),
+        "data": {"dataset": _rel(root),
                  "episodes": data.num_episodes, "frames": len(data),
                  "layout_seeds": f"{FT_SEED}..{FT_SEED + episodes - 1}", "task": "pick_place with 5 cubes",
                  "task_kwargs": FT_TASK_KWARGS, "init": "pi0_base"},

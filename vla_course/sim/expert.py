@@ -23,6 +23,11 @@ Knobs to make *imperfect* data (later chapters, e.g. RECAP, learn from it):
   action the expert outputs;
 * ``mistake="fumble"``: the first grasp is aimed 4 cm beside the cube and closes
   on air; with ``recover=True`` the expert notices and grasps again;
+* ``detour=d``: the first approach goes to a hover point a random 0.5d..d (metres) beside
+  the cube, then corrects to the right one before descending. The demonstrations then show
+  *corrections* (a cube off-centre in the wrist camera, and the move that centres it), which
+  a cloned policy needs when its own first reach is off (DART's lesson: show the learner
+  the states its mistakes lead to);
 * ``mistake="drop"``: the gripper opens once in mid-transport and the cube falls
   on the table; with ``recover=True`` the expert picks it up again, with
   ``recover=False`` it gives up (goes home and waits: the episode fails).
@@ -125,7 +130,10 @@ class ScriptedExpert:
         seed: seed of the expert's own randomness (noise, when the drop happens).
     """
 
-    def __init__(self, env, noise_std: float = 0.0, mistake: str | None = None, recover: bool = True, seed: int = 0):
+    def __init__(self, env, noise_std: float = 0.0, mistake: str | None = None, recover: bool = True, seed: int = 0,
+                 detour: float = 0.0):
+        if not np.isfinite(detour) or not 0 <= detour <= 0.15:
+            raise ValueError(f"detour must be in 0..0.15 (metres beside the cube), got {detour}")
         if mistake not in MISTAKES:
             raise ValueError(f"unknown mistake {mistake!r}; use one of {MISTAKES}")
         if not np.isfinite(noise_std) or noise_std < 0:
@@ -135,6 +143,7 @@ class ScriptedExpert:
         self.mistake = mistake
         self.recover = bool(recover)
         self.seed = int(seed)
+        self.detour = float(detour)
         self._ik_data = mujoco.MjData(env.model)
         self._episode = None
         self.reset()
@@ -159,6 +168,10 @@ class ScriptedExpert:
         self.target = None
         self.grasp_angle = 0.0
         self.aim_offset = np.zeros(2)
+        self.detour_offset = np.zeros(2)
+        if self.detour > 0:  # (no draw without a detour: the default expert replays as before)
+            angle, dist = self.rng.uniform(-np.pi, np.pi), self.rng.uniform(0.5, 1.0) * self.detour
+            self.detour_offset = dist * np.array([np.cos(angle), np.sin(angle)])
         self.transport_start = None
         self.drop_at = float(self.rng.uniform(0.3, 0.6))  # fraction of the way to the bin
         self.history: list[str] = []
@@ -246,9 +259,12 @@ class ScriptedExpert:
                     # fingers come down next to it and close on air.
                     radial = xy / np.linalg.norm(xy)
                     self.aim_offset = 0.04 * radial * self.rng.choice([-1.0, 1.0])
-            waypoint = np.array([*(xy + self.aim_offset), HOVER_Z])
+            waypoint = np.array([*(xy + self.aim_offset + self.detour_offset), HOVER_Z])
             arrived = self._move_towards(waypoint, FAST)
-            if (arrived and self._tip_near(waypoint, 0.01)) or self.phase_steps > 60:
+            if self.detour_offset.any() and (arrived or self.phase_steps > 60):
+                self.detour_offset = np.zeros(2)  # off to the side: now correct over the cube
+                self.phase_steps = 1
+            elif (arrived and self._tip_near(waypoint, 0.01)) or self.phase_steps > 60:
                 self._go("descend")
         elif self.phase == "descend":
             xy = np.array(state["cubes"][self.target]["pos"][:2]) + self.aim_offset
