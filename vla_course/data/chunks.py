@@ -170,32 +170,49 @@ def load_chunks(root: str | Path | list, chunk_size: int = 16, cameras: tuple[st
 
     Goes through LeRobot's own ``LeRobotDataset`` (so its metadata and statistics
     are the ones a LeRobot training run would use), then decodes every PNG
-    frame once. A list of roots gives one dataset made of all of them (:func:`concat_chunks`).
+    frame once, straight into one preallocated uint8 array per camera (a 1400-episode
+    recording is ~8 GB of pixels: no room for a second copy). A list of roots gives one
+    dataset made of all of them, episodes renumbered and statistics pooled (:func:`merge_stats`).
     """
-    if isinstance(root, (list, tuple)):
-        return concat_chunks([load_chunks(r, chunk_size, cameras, progress) for r in root])
     from tqdm.auto import tqdm
 
     from vla_course.data.recording import load_dataset
 
-    ds = load_dataset(root)
-    table = ds.hf_dataset.data.table if hasattr(ds.hf_dataset.data, "table") else ds.hf_dataset.data
-    state = torch.as_tensor(np.asarray(table.column(STATE_KEY).to_pylist(), dtype=np.float32))
-    action = torch.as_tensor(np.asarray(table.column(ACTION_KEY).to_pylist(), dtype=np.float32))
-    episode = torch.as_tensor(np.asarray(table.column("episode_index").to_pylist(), dtype=np.int64))
-    frame = torch.as_tensor(np.asarray(table.column("frame_index").to_pylist(), dtype=np.int64))
-    task_index = table.column("task_index").to_pylist()
-    names = {int(i): t for t, i in zip(ds.meta.tasks.index, ds.meta.tasks["task_index"])}
-    tasks = [names[int(i)] for i in task_index]
+    roots = list(root) if isinstance(root, (list, tuple)) else [root]
+    datasets = [load_dataset(r) for r in roots]
+    tables = [ds.hf_dataset.data.table if hasattr(ds.hf_dataset.data, "table") else ds.hf_dataset.data
+              for ds in datasets]
+    total = sum(t.num_rows for t in tables)
     images = {}
     for cam in cameras:
-        col = table.column(IMAGE_KEY_PREFIX + cam).to_pylist()
-        images[cam] = torch.as_tensor(np.stack([_decode_png(c) for c in tqdm(col, desc=f"decode {cam}",
-                                                                             disable=not progress, leave=False)]))
-    order = torch.argsort(episode * (int(frame.max()) + 1) + frame)  # episodes in order, frames in order
-    return ChunkDataset(images={k: v[order] for k, v in images.items()}, state=state[order], action=action[order],
-                        episode_index=episode[order], frame_index=frame[order], tasks=[tasks[i] for i in order],
-                        chunk_size=chunk_size, stats=dataset_stats(ds))
+        shape = tuple(datasets[0].meta.features[IMAGE_KEY_PREFIX + cam]["shape"])
+        images[cam] = torch.empty((total, *shape), dtype=torch.uint8)
+    columns = {k: [] for k in ("state", "action", "episode", "frame")}
+    tasks: list[str] = []
+    offset, episode_offset = 0, 0
+    for ds, table in zip(datasets, tables):
+        col = lambda key, dtype: torch.as_tensor(np.asarray(table.column(key).to_pylist(), dtype=dtype))  # noqa: E731
+        episode, frame = col("episode_index", np.int64), col("frame_index", np.int64)
+        order = torch.argsort(episode * (int(frame.max()) + 1) + frame)  # episodes in order, frames in order
+        columns["state"].append(col(STATE_KEY, np.float32)[order])
+        columns["action"].append(col(ACTION_KEY, np.float32)[order])
+        episode = episode[order]
+        columns["episode"].append(episode - episode.min() + episode_offset)
+        columns["frame"].append(frame[order])
+        episode_offset = int(columns["episode"][-1].max()) + 1
+        names = {int(i): t for t, i in zip(ds.meta.tasks.index, ds.meta.tasks["task_index"])}
+        task_index = table.column("task_index").to_pylist()
+        tasks += [names[int(task_index[i])] for i in order.tolist()]
+        for cam in cameras:
+            cells = table.column(IMAGE_KEY_PREFIX + cam)
+            for j, i in enumerate(tqdm(order.tolist(), desc=f"decode {cam}", disable=not progress, leave=False)):
+                images[cam][offset + j].numpy()[:] = _decode_png(cells[i].as_py())
+        offset += table.num_rows
+    stats = (dataset_stats(datasets[0]) if len(datasets) == 1 else
+             merge_stats([dataset_stats(ds) for ds in datasets], [t.num_rows for t in tables]))
+    return ChunkDataset(images=images, state=torch.cat(columns["state"]), action=torch.cat(columns["action"]),
+                        episode_index=torch.cat(columns["episode"]), frame_index=torch.cat(columns["frame"]),
+                        tasks=tasks, chunk_size=chunk_size, stats=stats)
 
 
 def random_shift(images: Tensor, pad: int, generator: torch.Generator | None = None) -> Tensor:
