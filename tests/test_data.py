@@ -63,3 +63,52 @@ def test_existing_root_and_missing_dataset_errors(tmp_path):
         record_dataset(tmp_path / "taken", episodes=1)
     with pytest.raises(FileNotFoundError, match="vla-course record"):
         load_dataset(tmp_path / "nothing")
+
+
+class SwingAway:
+    """A bad learner: swings the shoulder pan 3 degrees further each step and closes the gripper."""
+
+    cameras = ()
+
+    def reset(self):
+        pass
+
+    def act(self, frame):
+        action = np.array(frame["observation.state"], dtype=np.float32)
+        action[0] += 3.0
+        action[5] = 0.0
+        return action
+
+
+def test_interventions_record_only_the_expert_taking_over_from_the_learners_state(tmp_path):
+    from vla_course.policies import InterventionPolicy
+
+    takeover = 30
+    made = []
+
+    def factory(robot, seed):
+        made.append(InterventionPolicy(robot, SwingAway(), takeover_step=takeover, seed=seed))
+        return made[-1]
+
+    rec = record_dataset(tmp_path / "interventions", episodes=1, seed=0, image_size=32, progress=False,
+                         policy=factory)
+    plain = record_dataset(tmp_path / "plain", episodes=1, seed=0, image_size=32, progress=False)
+    ds, ref = load_dataset(rec.root), load_dataset(plain.root)
+    assert made[0].expert_in_control and made[0].steps == takeover + rec.frames  # the learner's steps are not kept
+    assert rec.successes == [True]  # the expert recovers from where the learner left the arm
+    first = np.asarray(ds[0]["observation.state"])
+    start = np.asarray(ref[0]["observation.state"])
+    assert abs(first[0] - start[0]) > 20  # the recording starts in the learner's state, far from the usual start
+    assert ds.num_frames == rec.frames
+
+
+def test_an_intervention_that_never_happens_records_nothing(tmp_path):
+    from vla_course.policies import ExpertPolicy, InterventionPolicy
+
+    def factory(robot, seed):  # the "learner" (the expert itself) finishes before the takeover step
+        return InterventionPolicy(robot, ExpertPolicy(robot, seed=seed), takeover_step=10_000)
+
+    rec = record_dataset(tmp_path / "never", episodes=2, seed=0, image_size=32, progress=False, policy=factory)
+    assert rec.episodes == 0 and rec.skipped == 2 and rec.frames == 0
+    with pytest.raises(ValueError, match="takeover_step"):
+        InterventionPolicy(None, SwingAway(), takeover_step=-1)

@@ -86,7 +86,10 @@ def test_quick_recipe_writes_loadable_checkpoint(quick_root):
     # The dataset's normalisation statistics travel inside the checkpoint.
     from vla_course.data.chunks import load_chunks
 
-    (dataset,) = meta["data"]["dataset"]  # quick: one recording part
+    dataset, interventions = meta["data"]["dataset"]  # quick: one demonstration part, one of interventions
+    assert "interventions" in interventions and meta["data"]["parts"][-1]["driver"] == "round-0 policy"
+    assert [r["round"] for r in meta["training"]["rounds"]] == [0, 1]
+    # The statistics are the demonstrations' (round 0's): round 1 keeps them.
     data = load_chunks(dataset if dataset.startswith("/") else CHECKPOINT_DIR.parents[1] / dataset, progress=False)
     torch.testing.assert_close(model.state_normalizer.unnormalize(torch.zeros(1, 6))[0],
                                data.stats["observation.state"]["mean"])

@@ -33,6 +33,36 @@ class ExpertPolicy:
         return np.asarray(self.expert.act(frame), dtype=np.float32)
 
 
+class InterventionPolicy:
+    """A learner drives until ``takeover_step``, then the scripted expert takes over: an *expert intervention*.
+
+    pi*0.6's RECAP data holds such corrections (an operator takes over when the policy goes wrong), and so
+    does HG-DAgger. The expert re-plans from wherever the learner left the arm, so the actions it records
+    show how to get back on track *from the learner's own mistakes*, states that clean demonstrations never
+    visit. ``expert_in_control`` tells a recorder whose action the last one was (it keeps only the expert's).
+    """
+
+    def __init__(self, robot, learner, takeover_step: int, seed: int = 0, **expert_kwargs):
+        if takeover_step < 0:
+            raise ValueError(f"takeover_step must be >= 0 (control steps the learner drives), got {takeover_step}")
+        self.learner = learner
+        self.expert = ExpertPolicy(robot, seed=seed, **expert_kwargs)
+        self.takeover_step = int(takeover_step)
+        self.cameras = getattr(learner, "cameras", ("front", "wrist"))
+        self.steps, self.expert_in_control = 0, False
+
+    def reset(self) -> None:
+        self.learner.reset()
+        self.steps, self.expert_in_control = 0, False
+
+    def act(self, frame: dict) -> np.ndarray:
+        if not self.expert_in_control and self.steps >= self.takeover_step:
+            self.expert.reset()  # plans from the arm's current pose, not from the episode's start
+            self.expert_in_control = True
+        self.steps += 1
+        return np.asarray((self.expert if self.expert_in_control else self.learner).act(frame), dtype=np.float32)
+
+
 class Pi0Actor:
     """:class:`~vla_course.models.Pi0Policy` plus delta actions: ``reset()``, ``act(frame) -> (6,)``.
 

@@ -46,6 +46,7 @@ class RecordingResult:
     frames: int
     successes: list[bool] = field(default_factory=list)
     interrupted: bool = False
+    skipped: int = 0  # episodes with no frame to keep (an intervention that never happened)
 
     @property
     def success_rate(self) -> float:
@@ -75,6 +76,10 @@ def record_dataset(root: str | os.PathLike, *, episodes: int, seed: int = 0, tas
                    progress: bool = True, task_kwargs: dict | None = None) -> RecordingResult:
     """Record ``episodes`` episodes of ``policy`` on ``task`` (episode i uses layout seed ``seed + i``).
 
+    ``policy`` is a name (``make_policy``) or a factory ``policy(robot, seed) -> policy``. A policy with an
+    ``expert_in_control`` attribute (``InterventionPolicy``) has only the steps where it is True recorded:
+    the episode then starts where the expert took over; an episode where it never did is skipped.
+
     Returns a ``RecordingResult``. On KeyboardInterrupt the unfinished episode is dropped, the
     dataset is finalised, and the interrupt is re-raised with ``.recording`` attached.
     """
@@ -100,13 +105,21 @@ def record_dataset(root: str | os.PathLike, *, episodes: int, seed: int = 0, tas
     try:
         for i in range(episodes):
             robot.reset(seed + i)
-            pol = make_policy(policy, robot=robot, **{"seed": seed + i, **(policy_kwargs or {})})
+            if callable(policy):
+                pol = policy(robot, seed + i)
+            else:
+                pol = make_policy(policy, robot=robot, **{"seed": seed + i, **(policy_kwargs or {})})
             buffer = []
 
-            def on_step(frame, action):
-                buffer.append((frame, action))
+            def on_step(frame, action, pol=pol):
+                if getattr(pol, "expert_in_control", True):
+                    buffer.append((frame, action))
 
             episode = run_episode(robot, pol, on_step=on_step)
+            if not buffer:
+                result.skipped += 1
+                bar.update(1)
+                continue
             for k, (frame, action) in enumerate(buffer):
                 last = k == len(buffer) - 1
                 dataset.add_frame({

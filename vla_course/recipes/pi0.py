@@ -74,6 +74,12 @@ DELTA_MASK = (True, True, True, True, True, False)
 LR, WARMUP = 1e-3, 150
 BASE_STEPS, BATCH_SIZE = 6500, 64
 GRID = 4  # image tokens per side per camera (vlm_base was pretrained with 4; 6 trained slower per step and per gain)
+# Round 1, expert interventions: the round-0 policy drives each of these layouts for a while, the expert
+# takes over, and training continues on demonstrations + interventions (HG-DAgger; pi*0.6's corrections).
+INTERVENTIONS = (2000, 400)  # first layout seed, episodes
+INTERVENTION_NAS = 4  # the round-0 policy re-plans every 4 actions while it drives
+ROUND1_STEPS, ROUND1_LR, ROUND1_WARMUP = 3000, 5e-4, 100
+ROUND0_CACHE = REPO_ROOT / "outputs" / "checkpoints"
 SHIFT = 0  # random-shift augmentation (pixels); a 4-pixel shift moves the front view by ~2-3 cm, hiding where cubes are
 
 
@@ -99,6 +105,35 @@ def base_recording(seed: int, episodes: int, detour: float = 0.0) -> Path:
         return recorded_dataset(f"pick_place_expert_s{seed}_n{episodes}", episodes, seed=seed)
     return recorded_dataset(f"pick_place_detour{round(detour * 100)}cm_s{seed}_n{episodes}", episodes, seed=seed,
                             policy_kwargs={"detour": detour})
+
+
+TAKEOVER_RANGE = (10, 180)  # the learner drives this many control steps (uniform) before the expert takes over
+
+
+def intervention_recording(model, seed: int, episodes: int, n_action_steps: int, name: str | None = None,
+                           cache: Path | None = None, progress: bool = True) -> Path:
+    """Expert interventions on ``model``'s own rollouts (``InterventionPolicy``), made once and reused.
+
+    Episode ``i`` (layout seed ``seed + i``): the policy drives for a random 10..180 steps, then the scripted
+    expert takes over from wherever the arm is; only the expert's part is recorded. The recording is tied
+    to the model that drove, so its name says which round of training made it.
+    """
+    from vla_course.data import record_dataset
+    from vla_course.policies import InterventionPolicy
+
+    root = Path(cache or DATASET_CACHE) / (name or f"pick_place_interventions_s{seed}_n{episodes}")
+    info = root / "meta" / "info.json"
+    if info.exists() and json.loads(info.read_text()).get("total_episodes", 0) > 0:
+        return root
+
+    def factory(robot, episode_seed):
+        rng = np.random.default_rng([episode_seed, 7])
+        learner = Pi0Actor(model, n_action_steps=n_action_steps, delta_mask=DELTA_MASK, seed=episode_seed)
+        return InterventionPolicy(robot, learner, int(rng.integers(TAKEOVER_RANGE[0], TAKEOVER_RANGE[1] + 1)),
+                                  seed=episode_seed)
+
+    record_dataset(root, episodes=episodes, seed=seed, policy=factory, overwrite=True, progress=progress)
+    return root
 
 
 def base_vlm(root=None, allow_random: bool = False):
@@ -328,42 +363,79 @@ def _by_cubes(ev: dict) -> dict:
 
 # ---- recipes -----------------------------------------------------------------------------
 @recipe("pi0_base", "pi0 in miniature on vlm_base: 1400 expert episodes (3-5 cubes, any target; 400 with detours), "
-                    "flow matching, eval on 50 held-out seeds")
+                    "then a round of 400 expert interventions on its own rollouts; eval on 50 held-out seeds")
 def pi0_base(seed: int, out_dir: Path, quick: bool = False) -> dict:
     from vla_course.data.chunks import load_chunks
-    from vla_course.models import count_parameters
+    from vla_course.models import Pi0, count_parameters
 
     torch.set_num_threads(1)
     parts = ((0, 2, 0.0),) if quick else BASE_RECORDINGS
-    steps = 4 if quick else BASE_STEPS
+    steps0, steps1 = (4, 4) if quick else (BASE_STEPS, ROUND1_STEPS)
     batch_size = 8 if quick else BATCH_SIZE
     eval_episodes = 1 if quick else EVAL_EPISODES
+    i_seed, i_episodes = (INTERVENTIONS[0], 1) if quick else INTERVENTIONS
     roots = [base_recording(*part) for part in parts]
-    data = load_chunks(roots)
-    data.delta_mask = DELTA_MASK
+
+    # Round 0: behaviour cloning on the expert's demonstrations (cached: round 1 is the part one re-tunes).
+    round0_dir = (out_dir.parent / "pi0_base_round0") if quick else ROUND0_CACHE / f"pi0_base_round0_seed{seed}"
+    round0_log = round0_dir / "round0.json"
     vlm, source, added = base_vlm(allow_random=quick)
-    vlm.set_grid(GRID)
-    torch.manual_seed(seed)
-    model = build_pi0(vlm, model_stats(data))
-    log = train_pi0(model, data, steps=steps, batch_size=batch_size, lr=LR, warmup=WARMUP, shift=SHIFT, seed=seed)
+    if round0_log.exists() and not quick:
+        model, log0 = Pi0.from_pretrained(round0_dir), json.loads(round0_log.read_text())
+    else:
+        data = load_chunks(roots)
+        data.delta_mask = DELTA_MASK
+        vlm.set_grid(GRID)
+        torch.manual_seed(seed)
+        model = build_pi0(vlm, model_stats(data))
+        log0 = train_pi0(model, data, steps=steps0, batch_size=batch_size, lr=LR, warmup=WARMUP, shift=SHIFT,
+                         seed=seed, desc="round 0: demonstrations")
+        del data
+        model.save_pretrained(round0_dir)
+        round0_log.write_text(json.dumps(log0))
+
+    # Round 1: the round-0 policy drives, the expert takes over, and training goes on with everything.
+    start = time.perf_counter()
+    iroot = intervention_recording(model, i_seed, i_episodes, n_action_steps=INTERVENTION_NAS,
+                                   name=f"pick_place_interventions{'_quick' if quick else ''}_seed{seed}"
+                                        f"_s{i_seed}_n{i_episodes}")
+    record_seconds = time.perf_counter() - start
+    data = load_chunks([*roots, iroot])  # the statistics stay round 0's (the weights learned to read those)
+    data.delta_mask = DELTA_MASK
+    interventions = data.num_episodes - sum(n for _, n, _ in parts)
+    log1 = train_pi0(model, data, steps=steps1, batch_size=batch_size, lr=ROUND1_LR, warmup=ROUND1_WARMUP,
+                     shift=SHIFT, seed=seed + 1, desc="round 1: + interventions")
+    frame0 = data.frame(0)
+    episodes, frames, chunk_size = data.num_episodes, len(data), data.chunk_size
+    del data
+
     nas, validation = choose_n_action_steps(model, episodes=0 if quick else VAL_EPISODES)
     ev = evaluate_pi0(model, EVAL_SEED, eval_episodes, n_action_steps=nas)
-    lat = chunk_latency_ms(model, data.frame(0), runs=5 if quick else 50)
+    lat = chunk_latency_ms(model, frame0, runs=5 if quick else 50)
     model.save_pretrained(out_dir)
     return {
-        "data": {"dataset": [_rel(r) for r in roots],
-                 "episodes": data.num_episodes, "frames": len(data),
-                 "parts": [{"layout_seeds": f"{s0}..{s0 + n - 1}", "detour_m": d} for s0, n, d in parts],
-                 "policy": "scripted expert (noise_std=0; detour parts hover beside the cube first, then correct)", "task": "pick_place (3-5 cubes, random target)",
-                 "chunk_size": data.chunk_size},
+        "data": {"dataset": [_rel(r) for r in [*roots, iroot]],
+                 "episodes": episodes, "frames": frames,
+                 "parts": [{"layout_seeds": f"{s0}..{s0 + n - 1}", "detour_m": d} for s0, n, d in parts]
+                 + [{"layout_seeds": f"{i_seed}..{i_seed + i_episodes - 1}", "interventions": interventions,
+                     "takeover_steps": list(TAKEOVER_RANGE), "driver": "round-0 policy"}],
+                 "policy": "scripted expert (noise_std=0; detour parts hover beside the cube first, then correct; "
+                           "intervention parts take over from the round-0 policy)",
+                 "task": "pick_place (3-5 cubes, random target)", "chunk_size": chunk_size},
         "metrics": {"success_rate": ev["success_rate"], "successes": ev["successes"], "eval_episodes": eval_episodes,
                     "eval_seeds": f"{EVAL_SEED}..{EVAL_SEED + eval_episodes - 1}", "by_n_cubes": _by_cubes(ev),
-                    "final_loss": float(np.mean(log["loss"][-50:])), "ms_per_chunk": lat,
+                    "final_loss": float(np.mean(log1["loss"][-50:])), "ms_per_chunk": lat,
                     "parameters": count_parameters(model)},
-        "train_seconds": log["seconds"],
-        "training": {"steps": steps, "batch_size": batch_size, "lr": log["lr"], "backbone_init": source,
+        "train_seconds": log0["seconds"] + log1["seconds"],
+        "training": {"steps": steps0 + steps1, "batch_size": batch_size, "lr": LR, "backbone_init": source,
                      "words_added": added, "image_grid": GRID,
-                     "augmentation": f"random shift {SHIFT} px" if SHIFT else "none", "loss_every_step": log["loss"][::10]},
+                     "augmentation": f"random shift {SHIFT} px" if SHIFT else "none",
+                     "rounds": [{"round": 0, "data": "demonstrations", "steps": steps0, "lr": LR,
+                                 "seconds": log0["seconds"]},
+                                {"round": 1, "data": "demonstrations + interventions", "steps": steps1,
+                                 "lr": ROUND1_LR, "seconds": log1["seconds"],
+                                 "recording_seconds": record_seconds}],
+                     "loss_every_step": (log0["loss"] + log1["loss"])[::10]},
         "n_action_steps": nas,
         "n_action_steps_validation": validation,
         "delta_mask": list(DELTA_MASK),
