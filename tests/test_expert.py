@@ -125,3 +125,28 @@ def test_two_step_task(env):
         assert success and e.scene_state()["bin_order"][:2] == e.layout.targets
     finally:
         e.close()
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_taking_over_with_the_cube_in_the_gripper_carries_it_on(env, seed):
+    """An intervention that starts while the named cube is held (mid-transport) must not drop it."""
+    expert = ScriptedExpert(env)
+    obs, _ = env.reset(seed=seed)
+    expert.reset()
+    while expert.phase != "transport":
+        obs, *_ = env.step(expert.act(obs))
+    for _ in range(5):
+        obs, *_ = env.step(expert.act(obs))
+    target = env.layout.targets[0]
+    assert env.held_cube() == target
+    fresh = ScriptedExpert(env)  # a new expert takes over here, as InterventionPolicy does
+    assert fresh.phase == "lift" and fresh.target == target
+    held_throughout = True
+    while True:
+        obs, _, terminated, truncated, info = env.step(fresh.act(obs))
+        if fresh.phase in ("lift", "transport"):
+            held_throughout &= env.held_cube() == target
+        if terminated or truncated:
+            break
+    assert info["success"] and held_throughout
+    assert "approach" not in fresh.history  # it never went back to pick the cube up again

@@ -74,12 +74,12 @@ DELTA_MASK = (True, True, True, True, True, False)
 LR, WARMUP = 1e-3, 150
 BASE_STEPS, BATCH_SIZE = 6500, 64
 GRID = 4  # image tokens per side per camera (vlm_base was pretrained with 4; 6 trained slower per step and per gain)
-# Round 1, expert interventions: the round-0 policy drives each of these layouts for a while, the expert
-# takes over, and training continues on demonstrations + interventions (HG-DAgger; pi*0.6's corrections).
-INTERVENTIONS = (2000, 400)  # first layout seed, episodes
-INTERVENTION_NAS = 4  # the round-0 policy re-plans every 4 actions while it drives
-ROUND1_STEPS, ROUND1_LR, ROUND1_WARMUP = 3000, 5e-4, 100
-ROUND0_CACHE = REPO_ROOT / "outputs" / "checkpoints"
+# Rounds of expert interventions: the current policy drives each of these layouts for a while, the expert takes
+# over, and training continues on demonstrations + all interventions so far (HG-DAgger; pi*0.6's corrections).
+INTERVENTION_ROUNDS = ((2000, 400),)  # per round: first layout seed, episodes
+INTERVENTION_NAS = 4  # the policy re-plans every 4 actions while it drives
+ROUND_STEPS, ROUND_LR, ROUND_WARMUP = 3000, 5e-4, 100
+ROUND_CACHE = REPO_ROOT / "outputs" / "checkpoints"
 SHIFT = 0  # random-shift augmentation (pixels); a 4-pixel shift moves the front view by ~2-3 cm, hiding where cubes are
 
 
@@ -362,80 +362,101 @@ def _by_cubes(ev: dict) -> dict:
 
 
 # ---- recipes -----------------------------------------------------------------------------
+def _size(root: Path) -> tuple[int, int]:
+    """(episodes, frames) of a recorded dataset, from its ``meta/info.json``."""
+    info = json.loads((root / "meta" / "info.json").read_text())
+    return info["total_episodes"], info["total_frames"]
+
+
 @recipe("pi0_base", "pi0 in miniature on vlm_base: 1400 expert episodes (3-5 cubes, any target; 400 with detours), "
-                    "then a round of 400 expert interventions on its own rollouts; eval on 50 held-out seeds")
+                    "then rounds of expert interventions on its own rollouts; eval on 50 held-out seeds")
 def pi0_base(seed: int, out_dir: Path, quick: bool = False) -> dict:
+    """Round 0 clones the demonstrations; each later round lets the current policy drive, records the expert
+    taking over (``intervention_recording``) and trains on everything so far. Every round's checkpoint is
+    cached in ``outputs/checkpoints/pi0_base_round<k>_seed<seed>`` (so changing a late round re-uses the early
+    ones); the last one is evaluated and saved."""
     from vla_course.data.chunks import load_chunks
     from vla_course.models import Pi0, count_parameters
+    from vla_course.robot import make_robot, observation_to_frame
 
     torch.set_num_threads(1)
     parts = ((0, 2, 0.0),) if quick else BASE_RECORDINGS
-    steps0, steps1 = (4, 4) if quick else (BASE_STEPS, ROUND1_STEPS)
+    rounds = ((INTERVENTION_ROUNDS[0][0], 1),) if quick else INTERVENTION_ROUNDS
+    steps0, steps_k = (4, 4) if quick else (BASE_STEPS, ROUND_STEPS)
     batch_size = 8 if quick else BATCH_SIZE
     eval_episodes = 1 if quick else EVAL_EPISODES
-    i_seed, i_episodes = (INTERVENTIONS[0], 1) if quick else INTERVENTIONS
     roots = [base_recording(*part) for part in parts]
-
-    # Round 0: behaviour cloning on the expert's demonstrations (cached: round 1 is the part one re-tunes).
-    round0_dir = (out_dir.parent / "pi0_base_round0") if quick else ROUND0_CACHE / f"pi0_base_round0_seed{seed}"
-    round0_log = round0_dir / "round0.json"
     vlm, source, added = base_vlm(allow_random=quick)
-    if round0_log.exists() and not quick:
-        model, log0 = Pi0.from_pretrained(round0_dir), json.loads(round0_log.read_text())
-    else:
-        data = load_chunks(roots)
-        data.delta_mask = DELTA_MASK
-        vlm.set_grid(GRID)
-        torch.manual_seed(seed)
-        model = build_pi0(vlm, model_stats(data))
-        log0 = train_pi0(model, data, steps=steps0, batch_size=batch_size, lr=LR, warmup=WARMUP, shift=SHIFT,
-                         seed=seed, desc="round 0: demonstrations")
-        del data
-        model.save_pretrained(round0_dir)
-        round0_log.write_text(json.dumps(log0))
 
-    # Round 1: the round-0 policy drives, the expert takes over, and training goes on with everything.
-    start = time.perf_counter()
-    iroot = intervention_recording(model, i_seed, i_episodes, n_action_steps=INTERVENTION_NAS,
-                                   name=f"pick_place_interventions{'_quick' if quick else ''}_seed{seed}"
-                                        f"_s{i_seed}_n{i_episodes}")
-    record_seconds = time.perf_counter() - start
-    data = load_chunks([*roots, iroot])  # the statistics stay round 0's (the weights learned to read those)
-    data.delta_mask = DELTA_MASK
-    interventions = data.num_episodes - sum(n for _, n, _ in parts)
-    log1 = train_pi0(model, data, steps=steps1, batch_size=batch_size, lr=ROUND1_LR, warmup=ROUND1_WARMUP,
-                     shift=SHIFT, seed=seed + 1, desc="round 1: + interventions")
-    frame0 = data.frame(0)
-    episodes, frames, chunk_size = data.num_episodes, len(data), data.chunk_size
-    del data
+    def cache(k: int) -> Path:
+        return (out_dir.parent / f"pi0_base_round{k}") if quick else ROUND_CACHE / f"pi0_base_round{k}_seed{seed}"
+
+    def cached(k: int):
+        log = cache(k) / "round.json"
+        if quick or not log.exists():
+            return None
+        return Pi0.from_pretrained(cache(k)), json.loads(log.read_text())
+
+    def train_round(model, k, data_roots, **kw) -> dict:
+        data = load_chunks(data_roots)  # round k > 0 keeps round 0's statistics (the weights learned to read those)
+        data.delta_mask = DELTA_MASK
+        if model is None:
+            vlm.set_grid(GRID)
+            torch.manual_seed(seed)
+            model = build_pi0(vlm, model_stats(data))
+        log = train_pi0(model, data, batch_size=batch_size, shift=SHIFT, seed=seed + k, **kw)
+        del data
+        model.save_pretrained(cache(k))
+        log = {"round": k, "steps": log["steps"], "lr": log["lr"], "seconds": log["seconds"],
+               "loss_every_10": log["loss"][::10], "final_loss": float(np.mean(log["loss"][-50:]))}
+        (cache(k) / "round.json").write_text(json.dumps(log))
+        return model, log
+
+    # Round 0: behaviour cloning on the expert's demonstrations.
+    model, log = cached(0) or train_round(None, 0, roots, steps=steps0, lr=LR, warmup=WARMUP,
+                                          desc="round 0: demonstrations")
+    logs = [{**log, "data": "demonstrations"}]
+    # Rounds 1..: the current policy drives, the expert takes over, training goes on with everything so far.
+    iroots = []
+    for k, (i_seed, i_episodes) in enumerate(rounds, start=1):
+        t = time.perf_counter()
+        iroots.append(intervention_recording(
+            model, i_seed, i_episodes, n_action_steps=INTERVENTION_NAS,
+            name=f"pick_place_interventions{'_quick' if quick else ''}_seed{seed}_r{k}_s{i_seed}_n{i_episodes}"))
+        record_seconds = time.perf_counter() - t
+        model, log = cached(k) or train_round(model, k, [*roots, *iroots], steps=steps_k, lr=ROUND_LR,
+                                              warmup=ROUND_WARMUP, desc=f"round {k}: + interventions")
+        log.setdefault("recording_seconds", record_seconds)
+        logs.append({**log, "data": f"demonstrations + interventions of rounds 1..{k}",
+                     "interventions": _size(iroots[-1])[0], "layout_seeds": f"{i_seed}..{i_seed + i_episodes - 1}"})
 
     nas, validation = choose_n_action_steps(model, episodes=0 if quick else VAL_EPISODES)
     ev = evaluate_pi0(model, EVAL_SEED, eval_episodes, n_action_steps=nas)
+    with make_robot("sim", seed=EVAL_SEED) as robot:
+        frame0 = observation_to_frame(robot.get_observation(), robot.instruction)
     lat = chunk_latency_ms(model, frame0, runs=5 if quick else 50)
     model.save_pretrained(out_dir)
+    sizes = [_size(r) for r in [*roots, *iroots]]
     return {
-        "data": {"dataset": [_rel(r) for r in [*roots, iroot]],
-                 "episodes": episodes, "frames": frames,
+        "data": {"dataset": [_rel(r) for r in [*roots, *iroots]],
+                 "episodes": sum(e for e, _ in sizes), "frames": sum(f for _, f in sizes),
                  "parts": [{"layout_seeds": f"{s0}..{s0 + n - 1}", "detour_m": d} for s0, n, d in parts]
-                 + [{"layout_seeds": f"{i_seed}..{i_seed + i_episodes - 1}", "interventions": interventions,
-                     "takeover_steps": list(TAKEOVER_RANGE), "driver": "round-0 policy"}],
+                 + [{"layout_seeds": r["layout_seeds"], "interventions": r["interventions"],
+                     "takeover_steps": list(TAKEOVER_RANGE), "driver": f"round-{r['round'] - 1} policy"}
+                    for r in logs[1:]],
                  "policy": "scripted expert (noise_std=0; detour parts hover beside the cube first, then correct; "
-                           "intervention parts take over from the round-0 policy)",
-                 "task": "pick_place (3-5 cubes, random target)", "chunk_size": chunk_size},
+                           "intervention parts take over from the previous round's policy)",
+                 "task": "pick_place (3-5 cubes, random target)", "chunk_size": model.config.chunk_size},
         "metrics": {"success_rate": ev["success_rate"], "successes": ev["successes"], "eval_episodes": eval_episodes,
                     "eval_seeds": f"{EVAL_SEED}..{EVAL_SEED + eval_episodes - 1}", "by_n_cubes": _by_cubes(ev),
-                    "final_loss": float(np.mean(log1["loss"][-50:])), "ms_per_chunk": lat,
+                    "final_loss": logs[-1]["final_loss"], "ms_per_chunk": lat,
                     "parameters": count_parameters(model)},
-        "train_seconds": log0["seconds"] + log1["seconds"],
-        "training": {"steps": steps0 + steps1, "batch_size": batch_size, "lr": LR, "backbone_init": source,
-                     "words_added": added, "image_grid": GRID,
+        "train_seconds": sum(r["seconds"] for r in logs),
+        "training": {"steps": sum(r["steps"] for r in logs), "batch_size": batch_size, "lr": LR,
+                     "backbone_init": source, "words_added": added, "image_grid": GRID,
                      "augmentation": f"random shift {SHIFT} px" if SHIFT else "none",
-                     "rounds": [{"round": 0, "data": "demonstrations", "steps": steps0, "lr": LR,
-                                 "seconds": log0["seconds"]},
-                                {"round": 1, "data": "demonstrations + interventions", "steps": steps1,
-                                 "lr": ROUND1_LR, "seconds": log1["seconds"],
-                                 "recording_seconds": record_seconds}],
-                     "loss_every_step": (log0["loss"] + log1["loss"])[::10]},
+                     "rounds": [{k: v for k, v in r.items() if k != "loss_every_10"} for r in logs],
+                     "loss_every_step": [x for r in logs for x in r["loss_every_10"]]},  # every 10th step
         "n_action_steps": nas,
         "n_action_steps_validation": validation,
         "delta_mask": list(DELTA_MASK),

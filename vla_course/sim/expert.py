@@ -175,6 +175,14 @@ class ScriptedExpert:
         self.transport_start = None
         self.drop_at = float(self.rng.uniform(0.3, 0.6))  # fraction of the way to the bin
         self.history: list[str] = []
+        # Taking over mid-episode (an intervention) with the named cube already in the gripper: carry on
+        # with it, jaws closed, turned as they are now. Re-planning from "approach" would open the jaws
+        # and teach a cloned policy to let go of the cube it should carry.
+        state = env.scene_state()
+        if state["held"] is not None and state["held"] == state["target"]:
+            x = self.cmd_rot[:, 0]  # the jaw-closing axis (see top_down_rotation)
+            self.grasp_angle = float(np.arctan2(x[1], x[0]))
+            self.target, self.jaw, self.phase = state["target"], JAW_CLOSED, "lift"
 
     def _go(self, phase: str) -> None:
         self.history.append(phase)
