@@ -21,16 +21,20 @@ Two recipes, in the order a real SO-100 user would run them::
        ``SHIFT``), single-threaded and seeded, on **delta actions**: the
        five arm joints relative to the state at the chunk's start (openpi's
        ``DeltaActions``), the gripper absolute;
-    5. picks the re-planning horizon (execute 4 or 8 actions of each chunk) on
+    5. round 1, **expert interventions** (``INTERVENTION_ROUNDS``): the round-0 policy drives 400 new
+       layouts for a random 10..180 steps, the scripted expert takes over from wherever the arm is, only the
+       expert's part is recorded, and training goes on over demonstrations + interventions (HG-DAgger; the
+       correction data of pi*0.6). Each round's checkpoint is cached in ``outputs/checkpoints/``;
+    6. picks the re-planning horizon (execute 4 or 8 actions of each chunk) on
        validation seeds ``5000..5019``;
-    6. evaluates through the real control loop on held-out layout seeds
+    7. evaluates through the real control loop on held-out layout seeds
        (``10000..10049``, never recorded) and saves.
 
 ``pi0_finetune``
     The fine-tuning story: a narrower set-up than pre-training (the most
     cluttered tables: always 5 cubes, 4 of them distractors), a few recorded
-    episodes, a short run from ``pi0_base``, success before and after on
-    held-out seeds of that set-up.
+    episodes, a short, gentle run from ``pi0_base`` (low learning rate, no image shift: either one
+    erased the base skill), success before and after on held-out seeds of that set-up.
 """
 
 from __future__ import annotations
@@ -62,7 +66,7 @@ FT_SEED = 20_000
 FT_EPISODES = 30
 FT_EVAL_SEED = 30_000
 FT_EVAL_EPISODES = 20
-FT_LR = 2e-4
+FT_LR, FT_STEPS = 5e-5, 300  # gently: at 2e-4 for 600 steps the 30 episodes erased the base skill (8/20 -> 2/20)
 
 N_ACTION_STEPS = 8  # re-plan after half a chunk (0.27 s at 30 Hz); the recipe picks 4 or 8 on validation seeds
 NAS_CANDIDATES = (4, 8)
@@ -76,7 +80,7 @@ BASE_STEPS, BATCH_SIZE = 6500, 64
 GRID = 4  # image tokens per side per camera (vlm_base was pretrained with 4; 6 trained slower per step and per gain)
 # Rounds of expert interventions: the current policy drives each of these layouts for a while, the expert takes
 # over, and training continues on demonstrations + all interventions so far (HG-DAgger; pi*0.6's corrections).
-INTERVENTION_ROUNDS = ((2000, 400),)  # per round: first layout seed, episodes
+INTERVENTION_ROUNDS = ((2000, 400),)  # per round: first layout seed, episodes (a 2nd round, 2400..2799, scored lower: data/pi0_ablations.json)
 INTERVENTION_NAS = 4  # the policy re-plans every 4 actions while it drives
 ROUND_STEPS, ROUND_LR, ROUND_WARMUP = 3000, 5e-4, 100
 ROUND_CACHE = REPO_ROOT / "outputs" / "checkpoints"
@@ -184,7 +188,7 @@ def lr_at(step: int, steps: int, lr: float, warmup: int, final_frac: float = 0.1
 
 
 def train_pi0(model, data, steps: int, batch_size: int = 64, lr: float = 5e-4, warmup: int = 100,
-              weight_decay: float = 1e-4, shift: int = 4, seed: int = 0, progress: bool = True,
+              weight_decay: float = 1e-4, shift: int = SHIFT, seed: int = 0, progress: bool = True,
               desc: str = "train pi0", callback=None) -> dict:
     """Flow-matching training on random (observation, chunk) batches drawn from a ``ChunkDataset``.
 
@@ -397,7 +401,7 @@ def pi0_base(seed: int, out_dir: Path, quick: bool = False) -> dict:
             return None
         return Pi0.from_pretrained(cache(k)), json.loads(log.read_text())
 
-    def train_round(model, k, data_roots, **kw) -> dict:
+    def train_round(model, k, data_roots, record_seconds=None, **kw) -> dict:
         data = load_chunks(data_roots)  # round k > 0 keeps round 0's statistics (the weights learned to read those)
         data.delta_mask = DELTA_MASK
         if model is None:
@@ -409,6 +413,8 @@ def pi0_base(seed: int, out_dir: Path, quick: bool = False) -> dict:
         model.save_pretrained(cache(k))
         log = {"round": k, "steps": log["steps"], "lr": log["lr"], "seconds": log["seconds"],
                "loss_every_10": log["loss"][::10], "final_loss": float(np.mean(log["loss"][-50:]))}
+        if record_seconds is not None:
+            log["recording_seconds"] = record_seconds
         (cache(k) / "round.json").write_text(json.dumps(log))
         return model, log
 
@@ -424,10 +430,10 @@ def pi0_base(seed: int, out_dir: Path, quick: bool = False) -> dict:
             model, i_seed, i_episodes, n_action_steps=INTERVENTION_NAS,
             name=f"pick_place_interventions{'_quick' if quick else ''}_seed{seed}_r{k}_s{i_seed}_n{i_episodes}"))
         record_seconds = time.perf_counter() - t
-        model, log = cached(k) or train_round(model, k, [*roots, *iroots], steps=steps_k, lr=ROUND_LR,
-                                              warmup=ROUND_WARMUP, desc=f"round {k}: + interventions")
-        log.setdefault("recording_seconds", record_seconds)
-        logs.append({**log, "data": f"demonstrations + interventions of rounds 1..{k}",
+        model, log = cached(k) or train_round(model, k, [*roots, *iroots], record_seconds, steps=steps_k,
+                                              lr=ROUND_LR, warmup=ROUND_WARMUP, desc=f"round {k}: + interventions")
+        logs.append({**log, "data": "demonstrations + " + ("round-1 interventions" if k == 1 else
+                                                            f"interventions of rounds 1..{k}"),
                      "interventions": _size(iroots[-1])[0], "layout_seeds": f"{i_seed}..{i_seed + i_episodes - 1}"})
 
     nas, validation = choose_n_action_steps(model, episodes=0 if quick else VAL_EPISODES)
@@ -471,7 +477,7 @@ def pi0_finetune(seed: int, out_dir: Path, quick: bool = False) -> dict:
 
     torch.set_num_threads(1)
     episodes = 2 if quick else FT_EPISODES
-    steps = 4 if quick else 600
+    steps = 4 if quick else FT_STEPS
     batch_size = 8 if quick else 64
     eval_episodes = 1 if quick else FT_EVAL_EPISODES
     root = recorded_dataset(f"pick_place_5cubes_s{FT_SEED}_n{episodes}", episodes, seed=FT_SEED,
@@ -483,8 +489,8 @@ def pi0_finetune(seed: int, out_dir: Path, quick: bool = False) -> dict:
     before = evaluate_pi0(model, FT_EVAL_SEED, eval_episodes, n_action_steps=nas, task_kwargs=FT_TASK_KWARGS)
     # The base checkpoint's normalisation statistics stay: the fine-tuning data is a subset of the same
     # action space, and changing them would shift every input the pretrained weights learned to read.
-    log = train_pi0(model, data, steps=steps, batch_size=batch_size, lr=FT_LR, warmup=50, seed=seed,
-                    desc="fine-tune pi0")
+    log = train_pi0(model, data, steps=steps, batch_size=batch_size, lr=FT_LR, warmup=50, shift=SHIFT, seed=seed,
+                    desc="fine-tune pi0")  # the same augmentation as the base run (none): a shift moves the cubes
     after = evaluate_pi0(model, FT_EVAL_SEED, eval_episodes, n_action_steps=nas, task_kwargs=FT_TASK_KWARGS)
     general = evaluate_pi0(model, EVAL_SEED, 1 if quick else 20, n_action_steps=nas)  # still does the general task?
     model.save_pretrained(out_dir)
