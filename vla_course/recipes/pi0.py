@@ -401,7 +401,7 @@ def pi0_base(seed: int, out_dir: Path, quick: bool = False) -> dict:
             return None
         return Pi0.from_pretrained(cache(k)), json.loads(log.read_text())
 
-    def train_round(model, k, data_roots, record_seconds=None, **kw) -> dict:
+    def train_round(model, k, data_roots, record_seconds=None, **kw) -> tuple:
         data = load_chunks(data_roots)  # round k > 0 keeps round 0's statistics (the weights learned to read those)
         data.delta_mask = DELTA_MASK
         if model is None:
