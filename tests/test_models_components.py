@@ -78,6 +78,50 @@ def test_set_grid_keeps_conv_weights_and_resizes_cell_embeddings():
     assert enc.pos_emb.requires_grad
 
 
+def test_spatial_softmax_finds_where_a_map_peaks():
+    enc = ConvTokenizer(width=24, num_cameras=1, grid=4, channels=(8, 16), keypoints=2, keypoint_layer=2)
+    feat = torch.zeros(1, 16, 12, 12)
+    feat[0, 0, 2, 9] = 1.0  # row 2, column 9 of 12
+    with torch.no_grad():
+        enc.kp_maps.weight.zero_(); enc.kp_maps.bias.zero_()
+        enc.kp_maps.weight[0, 0] = 50.0  # keypoint 0 reads channel 0, sharply
+        enc.kp_maps.weight[1, 0] = -50.0  # keypoint 1 avoids it: the average over everything else
+    xy = enc.spatial_softmax(feat)[0]
+    torch.testing.assert_close(xy[0], torch.tensor([-1 + 2 * 9 / 11, -1 + 2 * 2 / 11]), atol=1e-3, rtol=0)
+    assert xy[1].abs().max() < 0.05
+
+
+def test_keypoint_tokens_are_added_after_the_grid_tokens_and_move_with_the_cube():
+    torch.manual_seed(0)
+    enc = ConvTokenizer(width=24, num_cameras=2, grid=4, channels=(8, 16))
+    imgs = random_images(2)
+    u8 = [imgs["observation.images.front"], imgs["observation.images.wrist"]]
+    before = enc(u8)
+    enc.add_keypoints(3, layer=1)
+    after = enc(u8)
+    assert enc.tokens_per_camera == 19 and after.shape == (2, 2 * 19, 24)
+    torch.testing.assert_close(after[:, :16], before[:, :16])  # grid tokens untouched (front camera)
+    torch.testing.assert_close(after[:, 19:35], before[:, 16:32])  # ... and wrist camera
+    # a bright square at two places in an otherwise black frame gives different keypoint tokens
+    frames = torch.zeros(2, 96, 96, 3, dtype=torch.uint8)
+    frames[0, 10:22, 10:22] = 255
+    frames[1, 70:82, 60:72] = 255
+    tok = enc([frames, frames])
+    assert not torch.allclose(tok[0, 16:19], tok[1, 16:19])
+    with pytest.raises(ValueError, match="keypoints"):
+        enc.add_keypoints(0)
+
+
+def test_vlm_with_keypoints_round_trips_through_a_checkpoint(tmp_path):
+    vlm = TinyVLM(course_tokenizer(), tiny_vlm_config())
+    vlm.add_keypoints(4, layer=2)
+    vlm.save_pretrained(tmp_path)
+    back = TinyVLM.from_pretrained(tmp_path)
+    assert back.config.keypoints == 4 and back.vision.tokens_per_camera == vlm.vision.tokens_per_camera
+    batch = {**random_images(2), "prompt": ["what colour is the cube ?"] * 2}
+    torch.testing.assert_close(back.embed_prefix(batch)[0], vlm.embed_prefix(batch)[0])
+
+
 def test_float_images_out_of_range_raise():
     enc = ConvTokenizer(width=8, num_cameras=1, channels=(4, 8))
     with pytest.raises(ValueError, match=r"\[0, 1\]"):

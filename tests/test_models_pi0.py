@@ -99,17 +99,21 @@ def test_normalisation_is_required_and_saved(tmp_path):
     assert before.abs().mean() > 5.0
 
 
-def test_finer_image_grid_round_trips_through_a_checkpoint(tmp_path):
+def test_finer_image_grid_and_keypoints_round_trip_through_a_checkpoint(tmp_path):
     model = tiny_pi0()
     model.vlm.set_grid(3)  # as the pi0 recipe does to a pretrained VLM
+    model.vlm.add_keypoints(5, layer=1)
     batch = random_pi0_batch(2, 4)
     model.set_normalization_stats(stats_from_batch(batch))
     prefix, _ = model.vlm.embed_prefix(batch, batch["task"])
-    assert prefix.shape[1] == 2 * 9 + max(len(t.split()) for t in batch["task"]) + 1  # 2 cameras x 3x3 + <bos> + words
+    # 2 cameras x (3x3 grid + 5 keypoints), then <bos> + words
+    assert prefix.shape[1] == 2 * (9 + 5) + max(len(t.split()) for t in batch["task"]) + 1
     noise = torch.randn(2, 4, NUM_JOINTS)
+    torch.testing.assert_close(model.sample_actions(batch, noise=noise),
+                               model.sample_actions(batch, noise=noise, use_cache=False), atol=1e-4, rtol=1e-4)
     model.save_pretrained(tmp_path)
     again = Pi0.from_pretrained(tmp_path)
-    assert again.vlm.config.grid == 3
+    assert (again.vlm.config.grid, again.vlm.config.keypoints, again.vlm.config.keypoint_layer) == (3, 5, 1)
     torch.testing.assert_close(again.sample_actions(batch, noise=noise), model.sample_actions(batch, noise=noise))
 
 

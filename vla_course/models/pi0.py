@@ -2,9 +2,12 @@ r"""pi0 in miniature: a VLM backbone plus an action expert, trained with flow ma
 
 One transformer, two sets of weights (see ``transformer.py``)::
 
-    [ front img (16) | wrist img (16) | <bos> pick up the red cube ]   [ state ]  [ a_0 ... a_{H-1} ]
-     └──────────── prefix: backbone (TinyVLM) weights ─────────────┘   └─ suffix: action-expert weights ─┘
-     ar_mask:  0 0 0 ... 0                                                 1       1  0 ...  0
+    [ front img (16+8) | wrist img (16+8) | <bos> pick up the red cube ]   [ state ]  [ a_0 ... a_{H-1} ]
+     └─────────────── prefix: backbone (TinyVLM) weights ───────────────┘   └─ suffix: action-expert weights ─┘
+     ar_mask:  0 0 0 ... 0                                                      1       1  0 ...  0
+
+(The ``pi0_base`` recipe gives each camera 16 grid tokens plus 8 spatial-softmax keypoint tokens: see
+``vision.py``.)
 
 The prefix is bidirectional and never sees the suffix. The state token is a
 block of its own. The H noisy action tokens see the prefix, the state and
@@ -27,7 +30,7 @@ t=1 to t=0, each running only the H action tokens through the expert.
 **Chunk length H = 16 (default).** The sim runs at 30 Hz, so one chunk covers
 0.53 s, about one reach or one grasp phase. pi0 uses H=50 at 50 Hz (1 s); its
 DROID/LIBERO configs use 10-16. A shorter chunk keeps the sequence short
-(prefix 32 image + ~10 word tokens, suffix 17), which matters at ~0.3 s per
+(prefix 48 image + ~10 word tokens, suffix 17), which matters at ~0.3 s per
 training step on a 2-core CPU. Executing about half a chunk open-loop
 (8 steps = 0.27 s) and then re-planning keeps the policy reactive. Inference
 takes a few ms, so re-planning often costs nothing.

@@ -13,6 +13,15 @@ camera, so the transformer knows where and through which camera it looked.
 Position questions ("is the red cube left or right ?") need that. The two
 cameras share the conv weights.
 
+**Keypoint tokens** (optional, ``keypoints=K``; pi0 uses them, the VLM does not). A grid token
+knows *that* a cube is somewhere in its 24x24-pixel cell; a grasp needs to know *where* to within
+a few millimetres. A spatial softmax (Levine et al. 2016; robomimic and Diffusion Policy use it)
+turns each of K learned feature maps into the expected (x, y) of its activation, with sub-cell
+precision, and each keypoint becomes one more token::
+
+    feature map (c, n, n) ─1x1 conv─► K maps ─softmax over n*n cells─► K expected (x, y) in [-1, 1]
+                          ─linear(2 → width) + keypoint embedding─► K tokens
+
 Inputs follow LeRobot conventions. Either ``uint8 (B, H, W, 3)`` (as a camera
 or the sim gives them) or ``float (B, 3, H, W)`` in [0, 1] (as a
 ``LeRobotDataset`` gives them). Any other shape raises a ``ValueError`` that
@@ -63,10 +72,12 @@ class ConvTokenizer(nn.Module):
         image_size: expected square frame size (96 in the course).
         grid: tokens per side (4 gives 16 tokens per camera).
         channels: conv channels (c1, c2).
+        keypoints: keypoint tokens per camera (0: none).
+        keypoint_layer: which conv's output the keypoints read (1: 24x24 map, 2: 12x12 map, 3: 6x6 map).
     """
 
     def __init__(self, width: int, num_cameras: int = 2, image_size: int = 96, grid: int = 4,
-                 channels: tuple[int, int] = (32, 64)):
+                 channels: tuple[int, int] = (32, 64), keypoints: int = 0, keypoint_layer: int = 2):
         super().__init__()
         if image_size % 16 != 0:
             raise ValueError(f"image_size must be a multiple of 16, got {image_size}")
@@ -83,10 +94,34 @@ class ConvTokenizer(nn.Module):
         self.proj = nn.Linear(c2, width)
         self.pos_emb = nn.Parameter(torch.randn(grid * grid, width) * 0.02)
         self.cam_emb = nn.Parameter(torch.randn(num_cameras, width) * 0.02)
+        self.keypoints, self.keypoint_layer = 0, keypoint_layer
+        if keypoints:
+            self.add_keypoints(keypoints, keypoint_layer)
 
     @property
     def tokens_per_camera(self) -> int:
-        return self.grid * self.grid
+        return self.grid * self.grid + self.keypoints
+
+    def add_keypoints(self, keypoints: int, layer: int = 2) -> None:
+        """Add ``keypoints`` spatial-softmax tokens per camera, read from conv ``layer``'s output (new weights;
+        the conv stem and the grid tokens are kept, so a pretrained encoder keeps what it knows)."""
+        if keypoints < 1 or layer not in (1, 2, 3):
+            raise ValueError(f"need keypoints >= 1 and layer in (1, 2, 3), got {keypoints}, {layer}")
+        width, c_in = self.proj.out_features, self.stem[2 * layer - 2].out_channels
+        self.keypoints, self.keypoint_layer = keypoints, layer
+        self.kp_maps = nn.Conv2d(c_in, keypoints, kernel_size=1)
+        self.kp_log_temp = nn.Parameter(torch.zeros(()))  # softmax temperature, learned
+        self.kp_proj = nn.Linear(2, width)
+        self.kp_emb = nn.Parameter(torch.randn(keypoints, width) * 0.02)
+
+    def spatial_softmax(self, feat: Tensor) -> Tensor:
+        """(N, c, n, n) feature map -> (N, K, 2) expected (x, y) of each keypoint map, in [-1, 1]."""
+        logits = self.kp_maps(feat) * torch.exp(-self.kp_log_temp)
+        n_, k, h, w = logits.shape
+        prob = torch.softmax(logits.flatten(2), -1).view(n_, k, h, w)
+        ys = torch.linspace(-1, 1, h, device=feat.device, dtype=feat.dtype)
+        xs = torch.linspace(-1, 1, w, device=feat.device, dtype=feat.dtype)
+        return torch.stack([(prob.sum(2) * xs).sum(-1), (prob.sum(3) * ys).sum(-1)], -1)
 
     def set_grid(self, grid: int) -> None:
         """Change the number of tokens per side, keeping the learned conv weights.
@@ -109,10 +144,17 @@ class ConvTokenizer(nn.Module):
             raise ValueError(f"expected {self.num_cameras} camera images, got {len(images)}")
         x = torch.cat([to_float_chw(im, self.image_size) for im in images], 0)  # (n_cam*B, 3, S, S)
         bsz = x.shape[0] // self.num_cameras
-        feat = self.stem(x)
+        feat, kp = x, None
+        for i, layer in enumerate(self.stem):
+            feat = layer(feat)
+            if self.keypoints and i == 2 * self.keypoint_layer - 1:  # after that conv's GELU
+                kp = self.spatial_softmax(feat)
         if feat.shape[-1] != self.grid:
             feat = F.adaptive_avg_pool2d(feat, self.grid)
         tok = self.proj(feat.flatten(2).transpose(1, 2))  # (n_cam*B, g*g, width)
         tok = tok.view(self.num_cameras, bsz, -1, tok.shape[-1]) + self.pos_emb
+        if kp is not None:
+            kp_tok = (self.kp_proj(kp) + self.kp_emb).view(self.num_cameras, bsz, self.keypoints, -1)
+            tok = torch.cat([tok, kp_tok], 2)
         tok = tok + self.cam_emb[:, None, None, :]
         return tok.permute(1, 0, 2, 3).reshape(bsz, -1, tok.shape[-1])

@@ -53,6 +53,8 @@ class VLMConfig:
     cameras: tuple[str, ...] = CAMERAS
     grid: int = 4  # tokens per side per camera -> 16 tokens per camera
     vision_channels: tuple[int, int] = (32, 64)
+    keypoints: int = 0  # spatial-softmax keypoint tokens per camera (pi0 adds them; see vision.py)
+    keypoint_layer: int = 2
     max_prompt_len: int = 24  # prompt words (after <bos>) kept; longer prompts are cut
     rope_base: float = 10_000.0
 
@@ -97,7 +99,7 @@ class TinyVLM(nn.Module):
         self.config = config = config or VLMConfig()
         self.tokenizer = tokenizer
         self.vision = ConvTokenizer(config.width, len(config.cameras), config.image_size, config.grid,
-                                    tuple(config.vision_channels))
+                                    tuple(config.vision_channels), config.keypoints, config.keypoint_layer)
         self.embed = nn.Embedding(len(tokenizer), config.width)
         nn.init.normal_(self.embed.weight, std=1.0 / math.sqrt(config.width))
         self.backbone = Expert(config.backbone())
@@ -106,6 +108,11 @@ class TinyVLM(nn.Module):
         """Image tokens per side per camera (see ``ConvTokenizer.set_grid``); the config follows."""
         self.vision.set_grid(grid)
         self.config = replace(self.config, grid=grid)
+
+    def add_keypoints(self, keypoints: int, layer: int = 2) -> None:
+        """Add spatial-softmax keypoint tokens to every camera (see ``ConvTokenizer.add_keypoints``)."""
+        self.vision.add_keypoints(keypoints, layer)
+        self.config = replace(self.config, keypoints=keypoints, keypoint_layer=layer)
 
     # ---- vocabulary growth ------------------------------------------------------------
     def resize_token_embeddings(self) -> None:

@@ -14,7 +14,8 @@ Two recipes, in the order a real SO-100 user would run them::
     2. loads it into memory as (observation, action chunk) pairs
        (``vla_course.data.chunks``), with the dataset's own statistics;
     3. builds ``Pi0`` on the pretrained ``vlm_base`` checkpoint (backbone = the
-       VLM's weights, a new narrow action expert) and stores the statistics in
+       VLM's weights, a new narrow action expert, 8 new spatial-softmax keypoint
+       tokens per camera: ``KEYPOINTS``) and stores the statistics in
        the model (a mismatch between training and deployment normalisation is a
        classic failure on real arms: here they travel inside the checkpoint);
     4. trains with flow matching (AdamW, warm-up + cosine, no image shift: see
@@ -78,6 +79,7 @@ DELTA_MASK = (True, True, True, True, True, False)
 LR, WARMUP = 1e-3, 150
 BASE_STEPS, BATCH_SIZE = 6500, 64
 GRID = 4  # image tokens per side per camera (vlm_base was pretrained with 4; 6 trained slower per step and per gain)
+KEYPOINTS, KEYPOINT_LAYER = 8, 1  # spatial-softmax keypoint tokens per camera, read from the 24x24 conv map (the first conv)
 # Rounds of expert interventions: the current policy drives each of these layouts for a while, the expert takes
 # over, and training continues on demonstrations + all interventions so far (HG-DAgger; pi*0.6's corrections).
 INTERVENTION_ROUNDS = ((2000, 400),)  # per round: first layout seed, episodes (a 2nd round, 2400..2799, scored lower: data/pi0_ablations.json)
@@ -407,6 +409,8 @@ def pi0_base(seed: int, out_dir: Path, quick: bool = False) -> dict:
         if model is None:
             vlm.set_grid(GRID)
             torch.manual_seed(seed)
+            if KEYPOINTS:
+                vlm.add_keypoints(KEYPOINTS, KEYPOINT_LAYER)
             model = build_pi0(vlm, model_stats(data))
         log = train_pi0(model, data, batch_size=batch_size, shift=SHIFT, seed=seed + k, **kw)
         del data
