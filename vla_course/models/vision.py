@@ -30,6 +30,8 @@ names the expected shape.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -102,15 +104,17 @@ class ConvTokenizer(nn.Module):
     def tokens_per_camera(self) -> int:
         return self.grid * self.grid + self.keypoints
 
-    def add_keypoints(self, keypoints: int, layer: int = 2) -> None:
+    def add_keypoints(self, keypoints: int, layer: int = 2, temperature: float = 1.0) -> None:
         """Add ``keypoints`` spatial-softmax tokens per camera, read from conv ``layer``'s output (new weights;
-        the conv stem and the grid tokens are kept, so a pretrained encoder keeps what it knows)."""
+        the conv stem and the grid tokens are kept, so a pretrained encoder keeps what it knows).
+        ``temperature`` is the softmax's starting temperature (it is learned): a small one starts the maps
+        peaked, so each keypoint starts out following the strongest response of its map."""
         if keypoints < 1 or layer not in (1, 2, 3):
             raise ValueError(f"need keypoints >= 1 and layer in (1, 2, 3), got {keypoints}, {layer}")
         width, c_in = self.proj.out_features, self.stem[2 * layer - 2].out_channels
         self.keypoints, self.keypoint_layer = keypoints, layer
         self.kp_maps = nn.Conv2d(c_in, keypoints, kernel_size=1)
-        self.kp_log_temp = nn.Parameter(torch.zeros(()))  # softmax temperature, learned
+        self.kp_log_temp = nn.Parameter(torch.tensor(math.log(temperature)))  # softmax temperature, learned
         self.kp_proj = nn.Linear(2, width)
         self.kp_emb = nn.Parameter(torch.randn(keypoints, width) * 0.02)
 

@@ -109,9 +109,9 @@ class TinyVLM(nn.Module):
         self.vision.set_grid(grid)
         self.config = replace(self.config, grid=grid)
 
-    def add_keypoints(self, keypoints: int, layer: int = 2) -> None:
+    def add_keypoints(self, keypoints: int, layer: int = 2, temperature: float = 1.0) -> None:
         """Add spatial-softmax keypoint tokens to every camera (see ``ConvTokenizer.add_keypoints``)."""
-        self.vision.add_keypoints(keypoints, layer)
+        self.vision.add_keypoints(keypoints, layer, temperature)
         self.config = replace(self.config, keypoints=keypoints, keypoint_layer=layer)
 
     # ---- vocabulary growth ------------------------------------------------------------
