@@ -143,7 +143,7 @@ class ConvTokenizer(nn.Module):
 
     def forward(self, images: list[Tensor]) -> Tensor:
         """``images``: one tensor per camera, each (B, ...) as in :func:`to_float_chw`.
-        It returns (B, num_cameras * grid * grid, width)."""
+        It returns (B, num_cameras * tokens_per_camera, width): per camera the grid tokens, then the keypoints."""
         if len(images) != self.num_cameras:
             raise ValueError(f"expected {self.num_cameras} camera images, got {len(images)}")
         x = torch.cat([to_float_chw(im, self.image_size) for im in images], 0)  # (n_cam*B, 3, S, S)
