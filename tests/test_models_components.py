@@ -12,6 +12,7 @@ from scipy.stats import ks_2samp
 from vla_course.models import (ConvTokenizer, Normalizer, TinyVLM, WordTokenizer, euler_integrate, interpolate,
                                sample_time, sincos_time_embedding)
 from vla_course.models.synthetic import course_tokenizer, random_images, tiny_vlm_config
+from vla_course.models.vision import to_float_chw
 
 
 # ---- tokenizer ------------------------------------------------------------------------------
@@ -110,6 +111,22 @@ def test_keypoint_tokens_are_added_after_the_grid_tokens_and_move_with_the_cube(
     assert not torch.allclose(tok[0, 16:19], tok[1, 16:19])
     with pytest.raises(ValueError, match="keypoints"):
         enc.add_keypoints(0)
+
+
+def test_a_low_starting_temperature_gives_peaked_maps():
+    imgs = random_images(2)
+    frames = [imgs["observation.images.front"], imgs["observation.images.wrist"]]
+    peaks = {}
+    for temp in (1.0, 0.05):
+        torch.manual_seed(0)
+        enc = ConvTokenizer(width=24, num_cameras=2, grid=4, channels=(8, 16))
+        enc.add_keypoints(4, layer=1, temperature=temp)
+        x = torch.cat([to_float_chw(f, 96) for f in frames], 0)
+        with torch.no_grad():
+            logits = enc.kp_maps(enc.stem[:2](x)) * torch.exp(-enc.kp_log_temp)
+        peaks[temp] = torch.softmax(logits.flatten(2), -1).max(-1).values.mean().item()
+        assert torch.isclose(enc.kp_log_temp.exp(), torch.tensor(temp))
+    assert peaks[0.05] > 5 * peaks[1.0]
 
 
 def test_vlm_with_keypoints_round_trips_through_a_checkpoint(tmp_path):

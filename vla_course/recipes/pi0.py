@@ -15,17 +15,18 @@ Two recipes, in the order a real SO-100 user would run them::
        (``vla_course.data.chunks``), with the dataset's own statistics;
     3. builds ``Pi0`` on the pretrained ``vlm_base`` checkpoint (backbone = the
        VLM's weights, a new narrow action expert, 8 new spatial-softmax keypoint
-       tokens per camera: ``KEYPOINTS``) and stores the statistics in
+       tokens per camera, peaked from the start: ``KEYPOINTS``) and stores the statistics in
        the model (a mismatch between training and deployment normalisation is a
        classic failure on real arms: here they travel inside the checkpoint);
     4. trains with flow matching (AdamW, warm-up + cosine, no image shift: see
        ``SHIFT``), single-threaded and seeded, on **delta actions**: the
        five arm joints relative to the state at the chunk's start (openpi's
        ``DeltaActions``), the gripper absolute;
-    5. round 1, **expert interventions** (``INTERVENTION_ROUNDS``): the round-0 policy drives 400 new
-       layouts for a random 10..180 steps, the scripted expert takes over from wherever the arm is, only the
-       expert's part is recorded, and training goes on over demonstrations + interventions (HG-DAgger; the
-       correction data of pi*0.6). Each round's checkpoint is cached in ``outputs/checkpoints/``;
+    5. optional rounds of **expert interventions** (``INTERVENTION_ROUNDS``; the shipped recipe runs none,
+       see there): the current policy drives 400 new layouts for a random 10..180 steps, the scripted
+       expert takes over from wherever the arm is, only the expert's part is recorded, and training goes on
+       over demonstrations + interventions (HG-DAgger; the correction data of pi*0.6). Each round's
+       checkpoint is cached in ``outputs/checkpoints/``;
     6. picks the re-planning horizon (execute 4 or 8 actions of each chunk) on
        validation seeds ``5000..5019``;
     7. evaluates through the real control loop on held-out layout seeds
@@ -80,9 +81,13 @@ LR, WARMUP = 1e-3, 150
 BASE_STEPS, BATCH_SIZE = 6500, 64
 GRID = 4  # image tokens per side per camera (vlm_base was pretrained with 4; 6 trained slower per step and per gain)
 KEYPOINTS, KEYPOINT_LAYER = 8, 1  # spatial-softmax keypoint tokens per camera, read from the 24x24 conv map (the first conv)
+KEYPOINT_TEMP = 0.05  # starting softmax temperature: peaked maps from step 0 (at 1.0 they stayed nearly flat: run K1)
 # Rounds of expert interventions: the current policy drives each of these layouts for a while, the expert takes
 # over, and training continues on demonstrations + all interventions so far (HG-DAgger; pi*0.6's corrections).
-INTERVENTION_ROUNDS = ((2000, 400),)  # per round: first layout seed, episodes (a 2nd round, 2400..2799, scored lower: data/pi0_ablations.json)
+# Per round: first layout seed, episodes. The shipped recipe runs none: on the validation seeds, round 0 with sharp
+# keypoints (K1S) beat every run with a round of interventions (F, H; G had two), see data/pi0_ablations.json.
+# ((2000, 400),) gives the one round that runs F and H had.
+INTERVENTION_ROUNDS: tuple[tuple[int, int], ...] = ()
 INTERVENTION_NAS = 4  # the policy re-plans every 4 actions while it drives
 ROUND_STEPS, ROUND_LR, ROUND_WARMUP = 3000, 5e-4, 100
 ROUND_CACHE = REPO_ROOT / "outputs" / "checkpoints"
@@ -375,7 +380,7 @@ def _size(root: Path) -> tuple[int, int]:
 
 
 @recipe("pi0_base", "pi0 in miniature on vlm_base: 1400 expert episodes (3-5 cubes, any target; 400 with detours), "
-                    "then rounds of expert interventions on its own rollouts; eval on 50 held-out seeds")
+                    "keypoint tokens; optional rounds of expert interventions (none shipped); eval on 50 held-out seeds")
 def pi0_base(seed: int, out_dir: Path, quick: bool = False) -> dict:
     """Round 0 clones the demonstrations; each later round lets the current policy drive, records the expert
     taking over (``intervention_recording``) and trains on everything so far. Every round's checkpoint is
@@ -387,7 +392,7 @@ def pi0_base(seed: int, out_dir: Path, quick: bool = False) -> dict:
 
     torch.set_num_threads(1)
     parts = ((0, 2, 0.0),) if quick else BASE_RECORDINGS
-    rounds = ((INTERVENTION_ROUNDS[0][0], 1),) if quick else INTERVENTION_ROUNDS
+    rounds = ((2000, 1),) if quick else INTERVENTION_ROUNDS  # quick: one tiny round, so the machinery stays tested
     steps0, steps_k = (4, 4) if quick else (BASE_STEPS, ROUND_STEPS)
     batch_size = 8 if quick else BATCH_SIZE
     eval_episodes = 1 if quick else EVAL_EPISODES
@@ -410,7 +415,7 @@ def pi0_base(seed: int, out_dir: Path, quick: bool = False) -> dict:
             vlm.set_grid(GRID)
             torch.manual_seed(seed)
             if KEYPOINTS:
-                vlm.add_keypoints(KEYPOINTS, KEYPOINT_LAYER)
+                vlm.add_keypoints(KEYPOINTS, KEYPOINT_LAYER, KEYPOINT_TEMP)
             model = build_pi0(vlm, model_stats(data))
         log = train_pi0(model, data, batch_size=batch_size, shift=SHIFT, seed=seed + k, **kw)
         del data
