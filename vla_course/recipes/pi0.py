@@ -125,9 +125,10 @@ def intervention_recording(model, seed: int, episodes: int, n_action_steps: int,
                            cache: Path | None = None, progress: bool = True) -> Path:
     """Expert interventions on ``model``'s own rollouts (``InterventionPolicy``), made once and reused.
 
-    Episode ``i`` (layout seed ``seed + i``): the policy drives for a random 10..180 steps, then the scripted
-    expert takes over from wherever the arm is; only the expert's part is recorded. The recording is tied
-    to the model that drove, so its name says which round of training made it.
+    Episode ``i`` (layout seed ``seed + i``): the policy drives for a random number of steps
+    (``TAKEOVER_RANGE``), then the scripted expert takes over from wherever the arm is; only the expert's part
+    is recorded. The recording is tied to the model that drove, so its name says which round of training
+    made it.
     """
     from vla_course.data import record_dataset
     from vla_course.policies import InterventionPolicy
