@@ -27,7 +27,7 @@ import torch
 from vla_course.constants import CAMERAS, IMAGE_SIZE, NUM_JOINTS
 from vla_course.models import Pi0, Pi0Config, TinyVLM, VLMConfig, WordTokenizer, format_parameters
 from vla_course.models.transformer import attention_bias, joint_forward
-from vla_course.recipes.pi0 import GRID, KEYPOINT_LAYER, KEYPOINTS
+from vla_course.recipes.pi0 import GRID, KEYPOINT_LAYER, KEYPOINT_TEMP, KEYPOINTS
 
 
 def build(chunk: int) -> tuple[Pi0, dict]:
@@ -37,7 +37,7 @@ def build(chunk: int) -> tuple[Pi0, dict]:
     vlm = TinyVLM(tok, VLMConfig())
     vlm.set_grid(GRID)  # the shipped pi0_base's image tokens: grid cells + keypoints per camera
     if KEYPOINTS:
-        vlm.add_keypoints(KEYPOINTS, KEYPOINT_LAYER)
+        vlm.add_keypoints(KEYPOINTS, KEYPOINT_LAYER, KEYPOINT_TEMP)
     model = Pi0(vlm, Pi0Config(chunk_size=chunk)).eval()
     zeros, ones = torch.zeros(NUM_JOINTS), torch.ones(NUM_JOINTS)
     model.set_normalization_stats({"observation.state": {"mean": zeros, "std": ones},
