@@ -46,6 +46,26 @@ def test_cached_sampling_equals_uncached():
     assert not torch.allclose(fast, model.sample_actions(batch, noise=noise + 1))
 
 
+@pytest.mark.parametrize("prompts,num_steps", [(["pick up the red cube"], 10),
+                                               (["pick up the red cube", "stack the green cube"], 3)])
+def test_cached_sampler_folds_norm_scales_and_dt_exactly(prompts, num_steps):
+    # Trained norms are not all-ones: give every RMSNorm (and every other weight) random values,
+    # so folding the norm scales, the final norm and dt into the linears is really exercised.
+    # One prompt: no padding, the sampler drops the mask; two prompts of different lengths: padded keys.
+    model, batch = _ready()
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=g))
+    batch = {k: (v[: len(prompts)] if torch.is_tensor(v) else v) for k, v in batch.items()}
+    batch["task"] = prompts
+    noise = torch.randn(len(prompts), 4, NUM_JOINTS, generator=g)
+    fast = model.sample_actions(batch, num_steps=num_steps, noise=noise)
+    slow = model.sample_actions(batch, num_steps=num_steps, noise=noise, use_cache=False)
+    torch.testing.assert_close(fast, slow, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(fast, model.sample_actions(batch, num_steps=num_steps + 1, noise=noise))
+
+
 def test_sampling_depends_on_images_state_and_task():
     model, batch = _ready()
     noise = torch.randn(3, 4, NUM_JOINTS)

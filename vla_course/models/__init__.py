@@ -8,6 +8,7 @@
     flow.py         flow matching (t=1 noise, t=0 data), Beta time sampler, Euler integration
     normalize.py    Normalizer: dataset statistics kept as buffers in the checkpoint
     pi0.py          Pi0: TinyVLM backbone + action expert, flow-matching loss, cached sampling
+    sampler.py      CachedSampler: the Euler steps against the prefix cache, constants hoisted out of the loop
     policy.py       Pi0Policy: act(frame) for the control loop, with an action-chunk queue
     summary.py      count_parameters()
     synthetic.py    tiny configs and random batches (tests, smoke checks)
