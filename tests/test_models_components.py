@@ -139,6 +139,46 @@ def test_vlm_with_keypoints_round_trips_through_a_checkpoint(tmp_path):
     torch.testing.assert_close(back.embed_prefix(batch)[0], vlm.embed_prefix(batch)[0])
 
 
+def test_instruction_keypoints_find_what_the_query_names():
+    # Two feature channels peak at two different cells; a query that selects channel 0 must land on the
+    # first peak, one that selects channel 1 on the second: the same image, two instructions, two places.
+    enc = ConvTokenizer(width=4, num_cameras=1, grid=4, channels=(8, 16), keypoint_layer=2, query_keypoints=1)
+    feat = torch.zeros(2, 16, 12, 12)
+    feat[:, 0, 2, 9] = 1.0
+    feat[:, 1, 10, 3] = 1.0
+    with torch.no_grad():
+        enc.kq_filters.weight.zero_(); enc.kq_filters.bias.zero_()
+        enc.kq_filters.weight[0, 0] = 50.0  # query feature 0 -> filter on channel 0
+        enc.kq_filters.weight[1, 1] = 50.0  # query feature 1 -> filter on channel 1
+    query = torch.tensor([[1.0, 0, 0, 0], [0, 1.0, 0, 0]])
+    xy = enc.query_softmax(feat, query)[:, 0]
+    cell = lambda r, c: torch.tensor([-1 + 2 * c / 11, -1 + 2 * r / 11])  # noqa: E731
+    torch.testing.assert_close(xy[0], cell(2, 9), atol=1e-3, rtol=0)
+    torch.testing.assert_close(xy[1], cell(10, 3), atol=1e-3, rtol=0)
+
+
+def test_vlm_instruction_keypoints_depend_on_the_prompt_and_round_trip(tmp_path):
+    torch.manual_seed(0)
+    vlm = TinyVLM(course_tokenizer(), tiny_vlm_config())
+    imgs = random_images(1)
+    before = vlm.vision([imgs["observation.images.front"], imgs["observation.images.wrist"]])
+    vlm.add_keypoints(3, layer=1)
+    vlm.add_query_keypoints(2, temperature=0.05)
+    g, n = vlm.vision.grid ** 2, vlm.vision.tokens_per_camera
+    assert n == g + 3 + 2 and vlm.config.query_keypoints == 2
+    red = vlm.embed_prefix({**imgs, "prompt": ["pick up the red cube"]})[0]
+    blue = vlm.embed_prefix({**imgs, "prompt": ["pick up the blue cube"]})[0]
+    torch.testing.assert_close(red[:, :g], before[:, :g])  # the grid tokens do not read the prompt
+    torch.testing.assert_close(red[:, g:g + 3], blue[:, g:g + 3])  # nor do the plain keypoints
+    for cam in (0, n):  # the instruction keypoints do, in each camera
+        assert not torch.allclose(red[:, cam + g + 3:cam + n], blue[:, cam + g + 3:cam + n])
+    vlm.save_pretrained(tmp_path)
+    back = TinyVLM.from_pretrained(tmp_path)
+    torch.testing.assert_close(back.embed_prefix({**imgs, "prompt": ["pick up the red cube"]})[0], red)
+    with pytest.raises(ValueError, match="query"):
+        vlm.vision([imgs["observation.images.front"], imgs["observation.images.wrist"]])
+
+
 def test_float_images_out_of_range_raise():
     enc = ConvTokenizer(width=8, num_cameras=1, channels=(4, 8))
     with pytest.raises(ValueError, match=r"\[0, 1\]"):

@@ -22,6 +22,18 @@ precision, and each keypoint becomes one more token::
     feature map (c, n, n) ─1x1 conv─► K maps ─softmax over n*n cells─► K expected (x, y) in [-1, 1]
                           ─linear(2 → width) + keypoint embedding─► K tokens
 
+**Instruction keypoints** (optional, ``query_keypoints=Q``). The K maps above are the same whatever
+the instruction says, so "where is *the blue* cube" is left to the transformer, which sees the image
+only through 4x4 grid cells and those K points. An instruction keypoint's 1x1 filter is computed from
+the instruction (a linear map of its mean word embedding), so its map lights up where the named
+object is, and its token says where that is, in each camera::
+
+    instruction ─mean word embedding─► linear ─► Q filters (c,)  ┐
+    feature map (c, n, n) ─────────────────── dot product per cell ┴─► Q maps ─softmax─► Q (x, y) ─► Q tokens
+
+It is one attention head from the instruction onto the 24x24 map: a miniature stand-in for what
+PaliGemma gets from attending over 256 image patches, which the 4x4 grid cannot give.
+
 Inputs follow LeRobot conventions. Either ``uint8 (B, H, W, 3)`` (as a camera
 or the sim gives them) or ``float (B, 3, H, W)`` in [0, 1] (as a
 ``LeRobotDataset`` gives them). Any other shape raises a ``ValueError`` that
@@ -76,10 +88,12 @@ class ConvTokenizer(nn.Module):
         channels: conv channels (c1, c2).
         keypoints: keypoint tokens per camera (0: none).
         keypoint_layer: which conv's output the keypoints read (1: 24x24 map, 2: 12x12 map, 3: 6x6 map).
+        query_keypoints: instruction keypoint tokens per camera (0: none); they read ``keypoint_layer`` too.
     """
 
     def __init__(self, width: int, num_cameras: int = 2, image_size: int = 96, grid: int = 4,
-                 channels: tuple[int, int] = (32, 64), keypoints: int = 0, keypoint_layer: int = 2):
+                 channels: tuple[int, int] = (32, 64), keypoints: int = 0, keypoint_layer: int = 2,
+                 query_keypoints: int = 0):
         super().__init__()
         if image_size % 16 != 0:
             raise ValueError(f"image_size must be a multiple of 16, got {image_size}")
@@ -96,13 +110,15 @@ class ConvTokenizer(nn.Module):
         self.proj = nn.Linear(c2, width)
         self.pos_emb = nn.Parameter(torch.randn(grid * grid, width) * 0.02)
         self.cam_emb = nn.Parameter(torch.randn(num_cameras, width) * 0.02)
-        self.keypoints, self.keypoint_layer = 0, keypoint_layer
+        self.keypoints, self.keypoint_layer, self.query_keypoints = 0, keypoint_layer, 0
         if keypoints:
             self.add_keypoints(keypoints, keypoint_layer)
+        if query_keypoints:
+            self.add_query_keypoints(query_keypoints)
 
     @property
     def tokens_per_camera(self) -> int:
-        return self.grid * self.grid + self.keypoints
+        return self.grid * self.grid + self.keypoints + self.query_keypoints
 
     def add_keypoints(self, keypoints: int, layer: int = 2, temperature: float = 1.0) -> None:
         """Add ``keypoints`` spatial-softmax tokens per camera, read from conv ``layer``'s output (new weights;
@@ -118,14 +134,28 @@ class ConvTokenizer(nn.Module):
         self.kp_proj = nn.Linear(2, width)
         self.kp_emb = nn.Parameter(torch.randn(keypoints, width) * 0.02)
 
+    def add_query_keypoints(self, keypoints: int, temperature: float = 1.0) -> None:
+        """Add ``keypoints`` instruction keypoint tokens per camera (new weights), read from the map of
+        ``keypoint_layer``. Their filters come from the instruction (see the module docstring)."""
+        if keypoints < 1:
+            raise ValueError(f"need query keypoints >= 1, got {keypoints}")
+        width, c_in = self.proj.out_features, self.stem[2 * self.keypoint_layer - 2].out_channels
+        self.query_keypoints = keypoints
+        self.kq_filters = nn.Linear(width, keypoints * c_in)  # instruction -> Q filters of c_in channels
+        self.kq_log_temp = nn.Parameter(torch.tensor(math.log(temperature)))
+        self.kq_proj = nn.Linear(2, width)
+        self.kq_emb = nn.Parameter(torch.randn(keypoints, width) * 0.02)
+
     def spatial_softmax(self, feat: Tensor) -> Tensor:
         """(N, c, n, n) feature map -> (N, K, 2) expected (x, y) of each keypoint map, in [-1, 1]."""
-        logits = self.kp_maps(feat) * torch.exp(-self.kp_log_temp)
-        n_, k, h, w = logits.shape
-        prob = torch.softmax(logits.flatten(2), -1).view(n_, k, h, w)
-        ys = torch.linspace(-1, 1, h, device=feat.device, dtype=feat.dtype)
-        xs = torch.linspace(-1, 1, w, device=feat.device, dtype=feat.dtype)
-        return torch.stack([(prob.sum(2) * xs).sum(-1), (prob.sum(3) * ys).sum(-1)], -1)
+        return soft_argmax(self.kp_maps(feat) * torch.exp(-self.kp_log_temp))
+
+    def query_softmax(self, feat: Tensor, query: Tensor) -> Tensor:
+        """(N, c, n, n) feature map and (N, width) instruction -> (N, Q, 2) expected (x, y) of each
+        instruction keypoint's map (the map is the feature map dotted with a filter made from the instruction)."""
+        filters = self.kq_filters(query).view(query.shape[0], self.query_keypoints, -1)  # (N, Q, c)
+        logits = torch.einsum("nchw,nqc->nqhw", feat, filters) * torch.exp(-self.kq_log_temp)
+        return soft_argmax(logits)
 
     def set_grid(self, grid: int) -> None:
         """Change the number of tokens per side, keeping the learned conv weights.
@@ -141,18 +171,25 @@ class ConvTokenizer(nn.Module):
         self.pos_emb = nn.Parameter(new.reshape(-1, grid * grid).T.contiguous())
         self.grid = grid
 
-    def forward(self, images: list[Tensor]) -> Tensor:
-        """``images``: one tensor per camera, each (B, ...) as in :func:`to_float_chw`.
-        It returns (B, num_cameras * tokens_per_camera, width): per camera the grid tokens, then the keypoints."""
+    def forward(self, images: list[Tensor], query: Tensor | None = None) -> Tensor:
+        """``images``: one tensor per camera, each (B, ...) as in :func:`to_float_chw`; ``query`` (B, width):
+        the instruction (its mean word embedding), needed only with instruction keypoints.
+        It returns (B, num_cameras * tokens_per_camera, width): per camera the grid tokens, then the keypoints,
+        then the instruction keypoints."""
         if len(images) != self.num_cameras:
             raise ValueError(f"expected {self.num_cameras} camera images, got {len(images)}")
+        if self.query_keypoints and query is None:
+            raise ValueError("this encoder has instruction keypoints: pass the instruction's embedding as query")
         x = torch.cat([to_float_chw(im, self.image_size) for im in images], 0)  # (n_cam*B, 3, S, S)
         bsz = x.shape[0] // self.num_cameras
-        feat, kp = x, None
+        feat, kp, kq = x, None, None
         for i, layer in enumerate(self.stem):
             feat = layer(feat)
-            if self.keypoints and i == 2 * self.keypoint_layer - 1:  # after that conv's GELU
-                kp = self.spatial_softmax(feat)
+            if i == 2 * self.keypoint_layer - 1:  # after that conv's GELU
+                if self.keypoints:
+                    kp = self.spatial_softmax(feat)
+                if self.query_keypoints:
+                    kq = self.query_softmax(feat, query.repeat(self.num_cameras, 1))
         if feat.shape[-1] != self.grid:
             feat = F.adaptive_avg_pool2d(feat, self.grid)
         tok = self.proj(feat.flatten(2).transpose(1, 2))  # (n_cam*B, g*g, width)
@@ -160,5 +197,17 @@ class ConvTokenizer(nn.Module):
         if kp is not None:
             kp_tok = (self.kp_proj(kp) + self.kp_emb).view(self.num_cameras, bsz, self.keypoints, -1)
             tok = torch.cat([tok, kp_tok], 2)
+        if kq is not None:
+            kq_tok = (self.kq_proj(kq) + self.kq_emb).view(self.num_cameras, bsz, self.query_keypoints, -1)
+            tok = torch.cat([tok, kq_tok], 2)
         tok = tok + self.cam_emb[:, None, None, :]
         return tok.permute(1, 0, 2, 3).reshape(bsz, -1, tok.shape[-1])
+
+
+def soft_argmax(logits: Tensor) -> Tensor:
+    """(N, K, n, n) logits -> (N, K, 2): the expected (x, y) in [-1, 1] under a softmax over the n*n cells."""
+    n_, k, h, w = logits.shape
+    prob = torch.softmax(logits.flatten(2), -1).view(n_, k, h, w)
+    ys = torch.linspace(-1, 1, h, device=logits.device, dtype=logits.dtype)
+    xs = torch.linspace(-1, 1, w, device=logits.device, dtype=logits.dtype)
+    return torch.stack([(prob.sum(2) * xs).sum(-1), (prob.sum(3) * ys).sum(-1)], -1)

@@ -55,6 +55,7 @@ class VLMConfig:
     vision_channels: tuple[int, int] = (32, 64)
     keypoints: int = 0  # spatial-softmax keypoint tokens per camera (pi0 adds them; see vision.py)
     keypoint_layer: int = 2
+    query_keypoints: int = 0  # instruction keypoint tokens per camera (see vision.py)
     max_prompt_len: int = 24  # prompt words (after <bos>) kept; longer prompts are cut
     rope_base: float = 10_000.0
 
@@ -99,7 +100,8 @@ class TinyVLM(nn.Module):
         self.config = config = config or VLMConfig()
         self.tokenizer = tokenizer
         self.vision = ConvTokenizer(config.width, len(config.cameras), config.image_size, config.grid,
-                                    tuple(config.vision_channels), config.keypoints, config.keypoint_layer)
+                                    tuple(config.vision_channels), config.keypoints, config.keypoint_layer,
+                                    config.query_keypoints)
         self.embed = nn.Embedding(len(tokenizer), config.width)
         nn.init.normal_(self.embed.weight, std=1.0 / math.sqrt(config.width))
         self.backbone = Expert(config.backbone())
@@ -113,6 +115,11 @@ class TinyVLM(nn.Module):
         """Add spatial-softmax keypoint tokens to every camera (see ``ConvTokenizer.add_keypoints``)."""
         self.vision.add_keypoints(keypoints, layer, temperature)
         self.config = replace(self.config, keypoints=keypoints, keypoint_layer=layer)
+
+    def add_query_keypoints(self, keypoints: int, temperature: float = 1.0) -> None:
+        """Add instruction keypoint tokens to every camera (see ``ConvTokenizer.add_query_keypoints``)."""
+        self.vision.add_query_keypoints(keypoints, temperature)
+        self.config = replace(self.config, query_keypoints=keypoints)
 
     # ---- vocabulary growth ------------------------------------------------------------
     def resize_token_embeddings(self) -> None:
@@ -167,13 +174,19 @@ class TinyVLM(nn.Module):
             prompts = batch["prompt"] if "prompt" in batch else batch["task"]
         if isinstance(prompts, str):
             prompts = [prompts]
-        img = self.vision(camera_images(batch, self.config.cameras))
         ids, text_pad = self.tokenize(list(prompts), add_bos=True, add_eos=False,
                                       max_len=self.config.max_prompt_len)
-        if img.shape[0] != ids.shape[0]:
-            raise ValueError(f"{img.shape[0]} images but {ids.shape[0]} prompts")
+        text = self.embed_tokens(ids)
+        query = None
+        if self.config.query_keypoints:  # the instruction keypoints' query: the mean word embedding
+            keep = text_pad[..., None].to(text.dtype)
+            query = (text * keep).sum(1) / keep.sum(1).clamp(min=1)
+        images = camera_images(batch, self.config.cameras)
+        if len(images[0]) != ids.shape[0]:
+            raise ValueError(f"{len(images[0])} images but {ids.shape[0]} prompts")
+        img = self.vision(images, query=query)
         img_pad = torch.ones(img.shape[:2], dtype=torch.bool, device=img.device)
-        return torch.cat([img, self.embed_tokens(ids)], 1), torch.cat([img_pad, text_pad], 1)
+        return torch.cat([img, text], 1), torch.cat([img_pad, text_pad], 1)
 
     def logits(self, hidden: Tensor) -> Tensor:
         """LM head tied to the input embedding (Gemma ties them)."""
