@@ -172,6 +172,8 @@ def test_vlm_instruction_keypoints_depend_on_the_prompt_and_round_trip(tmp_path)
     torch.testing.assert_close(red[:, g:g + 3], blue[:, g:g + 3])  # nor do the plain keypoints
     for cam in (0, n):  # the instruction keypoints do, in each camera
         assert not torch.allclose(red[:, cam + g + 3:cam + n], blue[:, cam + g + 3:cam + n])
+    cams = [imgs["observation.images.front"], imgs["observation.images.wrist"]]
+    torch.testing.assert_close(vlm.vision(cams, query=vlm.instruction_query(["pick up the red cube"])), red[:, :2 * n])
     vlm.save_pretrained(tmp_path)
     back = TinyVLM.from_pretrained(tmp_path)
     torch.testing.assert_close(back.embed_prefix({**imgs, "prompt": ["pick up the red cube"]})[0], red)

@@ -177,16 +177,18 @@ class TinyVLM(nn.Module):
         ids, text_pad = self.tokenize(list(prompts), add_bos=True, add_eos=False,
                                       max_len=self.config.max_prompt_len)
         text = self.embed_tokens(ids)
-        query = None
-        if self.config.query_keypoints:  # the instruction keypoints' query: the mean word embedding
-            keep = text_pad[..., None].to(text.dtype)
-            query = (text * keep).sum(1) / keep.sum(1).clamp(min=1)
+        query = mean_embedding(text, text_pad) if self.config.query_keypoints else None
         images = camera_images(batch, self.config.cameras)
         if len(images[0]) != ids.shape[0]:
             raise ValueError(f"{len(images[0])} images but {ids.shape[0]} prompts")
         img = self.vision(images, query=query)
         img_pad = torch.ones(img.shape[:2], dtype=torch.bool, device=img.device)
         return torch.cat([img, text], 1), torch.cat([img_pad, text_pad], 1)
+
+    def instruction_query(self, prompts: list[str]) -> Tensor:
+        """(B, width): the mean word embedding of ``<bos> + prompt``, what instruction keypoints look for."""
+        ids, pad = self.tokenize(list(prompts), add_bos=True, add_eos=False, max_len=self.config.max_prompt_len)
+        return mean_embedding(self.embed_tokens(ids), pad)
 
     def logits(self, hidden: Tensor) -> Tensor:
         """LM head tied to the input embedding (Gemma ties them)."""
@@ -286,6 +288,12 @@ class TinyVLM(nn.Module):
         model = cls(WordTokenizer.from_dict(cfg["tokenizer"]), vlm_config_from_dict(cfg["vlm"]))
         load_model(model, str(Path(path) / "model.safetensors"))
         return model
+
+
+def mean_embedding(emb: Tensor, pad: Tensor) -> Tensor:
+    """Mean over the real (unpadded) tokens: (B, N, W), (B, N) -> (B, W)."""
+    keep = pad[..., None].to(emb.dtype)
+    return (emb * keep).sum(1) / keep.sum(1).clamp(min=1)
 
 
 def vlm_config_from_dict(d: dict) -> VLMConfig:
