@@ -310,3 +310,19 @@ def test_task_from_instruction_round_trips_with_the_env():
             assert name == "pick_place" and kwargs["target"] == e.scene_state()["target"]
     finally:
         e.close()
+
+
+def test_project_puts_each_cube_on_pixels_of_its_colour():
+    e = make_env(task="pick_place", seed=3, image_size=96, cameras=("front",))
+    e.reset(seed=3)
+    img = e.render("front", 96).astype(float)
+    palette = {c: np.array(rgba[:3]) / np.linalg.norm(rgba[:3]) for c, rgba in COLORS.items()}
+    for colour in e.layout.cubes:
+        u, v = e.project(e.cube_pos(colour), "front", 96)
+        assert 0 <= u < 96 and 0 <= v < 96
+        px = img[int(round(v)), int(round(u))]
+        nearest = max(palette, key=lambda c: palette[c] @ (px / np.linalg.norm(px)))
+        assert nearest == colour, (colour, nearest, px)
+    with pytest.raises(ValueError, match="camera"):
+        e.project((0, 0, 0), "top")
+    e.close()
