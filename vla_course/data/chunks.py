@@ -39,6 +39,8 @@ class ChunkDataset:
         tasks: the instruction of every frame (list of N strings).
         chunk_size: H.
         stats: LeRobot-style statistics (``{"observation.state": {"mean", "std", ...}, "action": {...}}``).
+        target_xy, target_valid: optional localisation labels, float (N, cameras, 2) and bool (N, cameras):
+            where the named cube is in each camera (``vla_course.data.localization``).
     """
 
     images: dict[str, Tensor]
@@ -50,6 +52,8 @@ class ChunkDataset:
     chunk_size: int = 16
     stats: dict = field(default_factory=dict)
     delta_mask: tuple[bool, ...] | None = None
+    target_xy: Tensor | None = None
+    target_valid: Tensor | None = None
 
     def __post_init__(self):
         n = len(self.state)
@@ -90,6 +94,8 @@ class ChunkDataset:
         out = {IMAGE_KEY_PREFIX + cam: im[idx] for cam, im in self.images.items()}
         out.update({STATE_KEY: self.state[idx], ACTION_KEY: actions, "action_is_pad": is_pad,
                     "task": [self.tasks[i] for i in idx.tolist()]})
+        if self.target_xy is not None:
+            out.update({"target_xy": self.target_xy[idx], "target_valid": self.target_valid[idx]})
         return out
 
     def frame(self, i: int) -> dict:

@@ -80,6 +80,9 @@ class Pi0Config:
     max_period: float = 4.0
     action_loss_to_backbone: bool = True  # False = knowledge insulation (stop-gradient into the VLM)
     normalization: str = "mean_std"  # or "quantile" or "identity"
+    # Weight of the localisation loss: instruction keypoint 0 of each camera regresses the named cube's pixel
+    # (batch["target_xy"], from vla_course.data.localization), next to the flow loss. 0 = off.
+    localization_weight: float = 0.0
 
 
 class Pi0(nn.Module):
@@ -179,11 +182,23 @@ class Pi0(nn.Module):
                                insulate=not cfg.action_loss_to_backbone)
         loss = (self.action_out_proj(h) - u_t).pow(2)
         if reduction == "none":
-            return loss
+            return loss  # (the localisation loss is left out: it is not per action element)
         if "action_is_pad" in batch:
             keep = (~torch.as_tensor(batch["action_is_pad"], dtype=torch.bool, device=loss.device))[..., None]
-            return (loss * keep).sum() / (keep.sum() * loss.shape[-1]).clamp(min=1)
-        return loss.mean()
+            loss = (loss * keep).sum() / (keep.sum() * loss.shape[-1]).clamp(min=1)
+        else:
+            loss = loss.mean()
+        if cfg.localization_weight and "target_xy" in batch:
+            loss = loss + cfg.localization_weight * self.localization_loss(batch)
+        return loss
+
+    def localization_loss(self, batch: dict) -> Tensor:
+        """Squared pixel error (in [-1, 1] units) of instruction keypoint 0 of each camera against the named
+        cube's position (``batch["target_xy"]``), over the labels that are valid. Call it after ``embed_prefix``."""
+        pred = self.vlm.vision.query_xy[:, :, 0]  # (B, cameras, 2)
+        valid = torch.as_tensor(batch["target_valid"], dtype=pred.dtype, device=pred.device)
+        err = (pred - torch.as_tensor(batch["target_xy"], dtype=pred.dtype, device=pred.device)).pow(2).sum(-1)
+        return (err * valid).sum() / valid.sum().clamp(min=1)
 
     # ---- inference -------------------------------------------------------------------------
     @torch.inference_mode()

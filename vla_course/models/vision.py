@@ -198,6 +198,8 @@ class ConvTokenizer(nn.Module):
             kp_tok = (self.kp_proj(kp) + self.kp_emb).view(self.num_cameras, bsz, self.keypoints, -1)
             tok = torch.cat([tok, kp_tok], 2)
         if kq is not None:
+            # kept for a localisation loss (Pi0Config.localization_weight): (B, cameras, Q, 2)
+            self.query_xy = kq.view(self.num_cameras, bsz, self.query_keypoints, 2).transpose(0, 1)
             kq_tok = (self.kq_proj(kq) + self.kq_emb).view(self.num_cameras, bsz, self.query_keypoints, -1)
             tok = torch.cat([tok, kq_tok], 2)
         tok = tok + self.cam_emb[:, None, None, :]

@@ -192,11 +192,13 @@ class SO100Env:
 
     def project(self, point, camera: str = "front", size: int = 96) -> np.ndarray:
         """Pixel (column, row) where a world point appears in ``camera``'s ``size``x``size`` image (pinhole model:
-        MuJoCo cameras look along their -z axis, with +y up and a vertical field of view ``fovy``)."""
+        MuJoCo cameras look along their -z axis, with +y up and a vertical field of view ``fovy``); NaN for a point behind the camera."""
         if camera not in CAMERAS:
             raise ValueError(f"unknown camera {camera!r}; use one of {CAMERAS}")
         cam = self.model.camera(camera).id
         local = self.data.cam_xmat[cam].reshape(3, 3).T @ (np.asarray(point, dtype=float) - self.data.cam_xpos[cam])
+        if local[2] >= 0:  # behind the camera: nowhere in the image
+            return np.array([np.nan, np.nan])
         focal = size / 2 / np.tan(np.radians(self.model.cam_fovy[cam]) / 2)
         return np.array([size / 2 + focal * local[0] / -local[2], size / 2 - focal * local[1] / -local[2]])
 
