@@ -8,7 +8,7 @@ and (2). The target is <= 10 ms per chunk.
     python benchmarks/pi0_latency.py [--runs 50] [--chunk 16]
 
 The model is untrained (random weights), which does not change the timing; its image tokens
-(grid and keypoints) are the ``pi0_base`` recipe's.
+(grid, keypoints and instruction keypoints) are the ``pi0_base`` recipe's.
 On a shared machine timings are noisy: look at the median and the spread
 (p10 is close to what an idle machine gives). At batch 1 the time goes on
 the number of small ops, not on FLOPs: each op costs a few microseconds.
@@ -27,7 +27,7 @@ import torch
 from vla_course.constants import CAMERAS, IMAGE_SIZE, NUM_JOINTS
 from vla_course.models import Pi0, Pi0Config, TinyVLM, VLMConfig, WordTokenizer, format_parameters
 from vla_course.models.transformer import attention_bias, joint_forward
-from vla_course.recipes.pi0 import GRID, KEYPOINT_LAYER, KEYPOINT_TEMP, KEYPOINTS
+from vla_course.recipes.pi0 import GRID, KEYPOINT_LAYER, KEYPOINT_TEMP, KEYPOINTS, QUERY_KEYPOINTS
 
 
 def build(chunk: int) -> tuple[Pi0, dict]:
@@ -38,6 +38,8 @@ def build(chunk: int) -> tuple[Pi0, dict]:
     vlm.set_grid(GRID)  # the shipped pi0_base's image tokens: grid cells + keypoints per camera
     if KEYPOINTS:
         vlm.add_keypoints(KEYPOINTS, KEYPOINT_LAYER, KEYPOINT_TEMP)
+    if QUERY_KEYPOINTS:
+        vlm.add_query_keypoints(QUERY_KEYPOINTS, KEYPOINT_TEMP)
     model = Pi0(vlm, Pi0Config(chunk_size=chunk)).eval()
     zeros, ones = torch.zeros(NUM_JOINTS), torch.ones(NUM_JOINTS)
     model.set_normalization_stats({"observation.state": {"mean": zeros, "std": ones},

@@ -2,12 +2,12 @@ r"""pi0 in miniature: a VLM backbone plus an action expert, trained with flow ma
 
 One transformer, two sets of weights (see ``transformer.py``)::
 
-    [ front img (16+8) | wrist img (16+8) | <bos> pick up the red cube ]   [ state ]  [ a_0 ... a_{H-1} ]
-     └─────────────── prefix: backbone (TinyVLM) weights ───────────────┘   └─ suffix: action-expert weights ─┘
-     ar_mask:  0 0 0 ... 0                                                      1       1  0 ...  0
+    [ front img (16+8+2) | wrist img (16+8+2) | <bos> pick up the red cube ]   [ state ]  [ a_0 ... a_{H-1} ]
+     └───────────────── prefix: backbone (TinyVLM) weights ─────────────────┘   └─ suffix: action-expert weights ─┘
+     ar_mask:  0 0 0 ... 0                                                          1       1  0 ...  0
 
-(The ``pi0_base`` recipe gives each camera 16 grid tokens plus 8 spatial-softmax keypoint tokens: see
-``vision.py``.)
+(The ``pi0_base`` recipe gives each camera 16 grid tokens, 8 spatial-softmax keypoint tokens and 2 instruction
+keypoint tokens: see ``vision.py``.)
 
 The prefix is bidirectional and never sees the suffix. The state token is a
 block of its own. The H noisy action tokens see the prefix, the state and

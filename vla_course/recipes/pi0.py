@@ -15,7 +15,8 @@ Two recipes, in the order a real SO-100 user would run them::
        (``vla_course.data.chunks``), with the dataset's own statistics;
     3. builds ``Pi0`` on the pretrained ``vlm_base`` checkpoint (backbone = the
        VLM's weights, a new narrow action expert, 8 new spatial-softmax keypoint
-       tokens per camera, peaked from the start: ``KEYPOINTS``) and stores the statistics in
+       tokens per camera, peaked from the start: ``KEYPOINTS``, and 2 instruction keypoints that look for
+       what the instruction names: ``QUERY_KEYPOINTS``) and stores the statistics in
        the model (a mismatch between training and deployment normalisation is a
        classic failure on real arms: here they travel inside the checkpoint);
     4. trains with flow matching (AdamW, warm-up + cosine, no image shift: see
@@ -82,6 +83,10 @@ BASE_STEPS, BATCH_SIZE = 6500, 64
 GRID = 4  # image tokens per side per camera (vlm_base was pretrained with 4; 6 trained slower per step and per gain)
 KEYPOINTS, KEYPOINT_LAYER = 8, 1  # spatial-softmax keypoint tokens per camera, read from the 24x24 conv map (the first conv)
 KEYPOINT_TEMP = 0.05  # starting softmax temperature: peaked maps from step 0 (at 1.0 they stayed nearly flat: run K1)
+QUERY_KEYPOINTS = 2  # instruction keypoint tokens per camera (vision.py): maps made from the instruction, same layer/temp
+# Localisation loss on instruction keypoint 0 (Pi0Config.localization_weight): it learns to land on the named cube,
+# labelled from the sim (data/localization.py). Round 0 only: intervention episodes carry no labels.
+LOCALIZATION_WEIGHT = 0.5
 # Rounds of expert interventions: the current policy drives each of these layouts for a while, the expert takes
 # over, and training continues on demonstrations + all interventions so far (HG-DAgger; pi*0.6's corrections).
 # Per round: first layout seed, episodes. The shipped recipe runs none: on the validation seeds, round 0 with sharp
@@ -108,6 +113,15 @@ def recorded_dataset(name: str, episodes: int, seed: int, task_kwargs: dict | No
     record_dataset(root, episodes=episodes, seed=seed, overwrite=True, progress=progress,
                    task_kwargs=task_kwargs, policy_kwargs=policy_kwargs)
     return root
+
+
+def layout_seeds(parts) -> dict[int, int]:
+    """Episode index -> layout seed, for recordings ``(first seed, episodes, ...)`` loaded in this order."""
+    out, offset = {}, 0
+    for first, episodes, *_ in parts:
+        out.update({offset + e: first + e for e in range(episodes)})
+        offset += episodes
+    return out
 
 
 def base_recording(seed: int, episodes: int, detour: float = 0.0) -> Path:
@@ -328,6 +342,39 @@ def first_chunk_agreement(model, seeds, samples: int = 8, delta_mask=DELTA_MASK)
     return out
 
 
+def instruction_keypoint_accuracy(model, seeds) -> dict:
+    """Does instruction keypoint 0 land on the named cube? On the first frame of each layout, per camera:
+    how often the cube nearest to the keypoint is the named one (among the cubes in view), and the median
+    distance to the named cube in pixels. Chance is about one in the number of cubes."""
+    from vla_course.constants import IMAGE_SIZE
+    from vla_course.models import Pi0Policy
+    from vla_course.robot import make_robot, observation_to_frame
+
+    seeds, vis = list(seeds), model.vlm.vision
+    if not vis.query_keypoints:
+        raise ValueError("this model has no instruction keypoints (VLMConfig.query_keypoints = 0)")
+    hits = {cam: [] for cam in model.vlm.config.cameras}
+    dists = {cam: [] for cam in hits}
+    with make_robot("sim", seed=seeds[0]) as robot:
+        for s in seeds:
+            robot.reset(s)
+            env = robot.env
+            batch = Pi0Policy(model).frame_to_batch(observation_to_frame(robot.get_observation(), robot.instruction))
+            with torch.no_grad():
+                model.vlm.embed_prefix(batch, batch["task"])
+            for c, cam in enumerate(hits):
+                px = (vis.query_xy[0, c, 0].numpy() + 1) / 2 * (IMAGE_SIZE - 1)
+                d = {name: float(np.linalg.norm(px - env.project(env.cube_pos(name), cam, IMAGE_SIZE)))
+                     for name in env.layout.cubes}
+                d = {k: v for k, v in d.items() if np.isfinite(v)}
+                target = env.layout.targets[0]
+                if target in d:
+                    hits[cam].append(min(d, key=d.get) == target)
+                    dists[cam].append(d[target])
+    return {cam: {"nearest_is_named": int(sum(hits[cam])), "frames": len(hits[cam]),
+                  "median_px": float(np.median(dists[cam])) if dists[cam] else float("nan")} for cam in hits}
+
+
 def choose_n_action_steps(model, episodes: int = 20, candidates=NAS_CANDIDATES, progress: bool = True
                           ) -> tuple[int, dict]:
     """Pick the re-planning horizon on validation seeds (``VAL_SEED..``: neither trained on nor the held-out
@@ -388,6 +435,7 @@ def pi0_base(seed: int, out_dir: Path, quick: bool = False) -> dict:
     cached in ``outputs/checkpoints/pi0_base_round<k>_seed<seed>`` (so changing a late round re-uses the early
     ones); the last one is evaluated and saved."""
     from vla_course.data.chunks import load_chunks
+    from vla_course.data.localization import target_pixels
     from vla_course.models import Pi0, count_parameters
     from vla_course.robot import make_robot, observation_to_frame
 
@@ -412,12 +460,16 @@ def pi0_base(seed: int, out_dir: Path, quick: bool = False) -> dict:
     def train_round(model, k, data_roots, record_seconds=None, **kw) -> tuple:
         data = load_chunks(data_roots)  # round k > 0 keeps round 0's statistics (the weights learned to read those)
         data.delta_mask = DELTA_MASK
+        if k == 0 and QUERY_KEYPOINTS and LOCALIZATION_WEIGHT:
+            data.target_xy, data.target_valid = target_pixels(data, layout_seeds(parts))
         if model is None:
             vlm.set_grid(GRID)
             torch.manual_seed(seed)
             if KEYPOINTS:
                 vlm.add_keypoints(KEYPOINTS, KEYPOINT_LAYER, KEYPOINT_TEMP)
-            model = build_pi0(vlm, model_stats(data))
+            if QUERY_KEYPOINTS:
+                vlm.add_query_keypoints(QUERY_KEYPOINTS, KEYPOINT_TEMP)
+            model = build_pi0(vlm, model_stats(data), localization_weight=LOCALIZATION_WEIGHT)
         log = train_pi0(model, data, batch_size=batch_size, shift=SHIFT, seed=seed + k, **kw)
         del data
         model.save_pretrained(cache(k))
@@ -451,6 +503,7 @@ def pi0_base(seed: int, out_dir: Path, quick: bool = False) -> dict:
     with make_robot("sim", seed=EVAL_SEED) as robot:
         frame0 = observation_to_frame(robot.get_observation(), robot.instruction)
     lat = chunk_latency_ms(model, frame0, runs=5 if quick else 50)
+    ev_seeds = range(EVAL_SEED, EVAL_SEED + eval_episodes)
     model.save_pretrained(out_dir)
     sizes = [_size(r) for r in [*roots, *iroots]]
     return {
@@ -466,10 +519,14 @@ def pi0_base(seed: int, out_dir: Path, quick: bool = False) -> dict:
         "metrics": {"success_rate": ev["success_rate"], "successes": ev["successes"], "eval_episodes": eval_episodes,
                     "eval_seeds": f"{EVAL_SEED}..{EVAL_SEED + eval_episodes - 1}", "by_n_cubes": _by_cubes(ev),
                     "final_loss": logs[-1]["final_loss"], "ms_per_chunk": lat,
+                    "instruction_keypoints": (instruction_keypoint_accuracy(model, ev_seeds) if QUERY_KEYPOINTS
+                                              else None),
                     "parameters": count_parameters(model)},
         "train_seconds": sum(r["seconds"] for r in logs),
         "training": {"steps": sum(r["steps"] for r in logs), "batch_size": batch_size, "lr": LR,
                      "backbone_init": source, "words_added": added, "image_grid": GRID,
+                     "keypoints": KEYPOINTS, "instruction_keypoints": QUERY_KEYPOINTS,
+                     "localization_weight": LOCALIZATION_WEIGHT,
                      "augmentation": f"random shift {SHIFT} px" if SHIFT else "none",
                      "rounds": [{k: v for k, v in r.items() if k != "loss_every_10"} for r in logs],
                      "loss_every_step": [x for r in logs for x in r["loss_every_10"]]},  # every 10th step
