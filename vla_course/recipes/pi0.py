@@ -12,15 +12,16 @@ Two recipes, in the order a real SO-100 user would run them::
        episodes with a *detour* (hover beside the cube, then correct), so the data
        show how to recover from an off-target reach;
     2. loads it into memory as (observation, action chunk) pairs
-       (``vla_course.data.chunks``), with the dataset's own statistics;
+       (``vla_course.data.chunks``), with the dataset's own statistics, and labels each frame with where the
+       named cube is in each camera (``vla_course.data.localization``, from the layout seed and the joints);
     3. builds ``Pi0`` on the pretrained ``vlm_base`` checkpoint (backbone = the
        VLM's weights, a new narrow action expert, 8 new spatial-softmax keypoint
        tokens per camera, peaked from the start: ``KEYPOINTS``, and 2 instruction keypoints that look for
        what the instruction names: ``QUERY_KEYPOINTS``) and stores the statistics in
        the model (a mismatch between training and deployment normalisation is a
        classic failure on real arms: here they travel inside the checkpoint);
-    4. trains with flow matching (AdamW, warm-up + cosine, no image shift: see
-       ``SHIFT``), single-threaded and seeded, on **delta actions**: the
+    4. trains with flow matching plus the instruction keypoints' localisation loss (``LOCALIZATION_WEIGHT``;
+       AdamW, warm-up + cosine, no image shift: see ``SHIFT``), single-threaded and seeded, on **delta actions**: the
        five arm joints relative to the state at the chunk's start (openpi's
        ``DeltaActions``), the gripper absolute;
     5. optional rounds of **expert interventions** (``INTERVENTION_ROUNDS``; the shipped recipe runs none,
