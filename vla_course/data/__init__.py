@@ -1,4 +1,5 @@
-"""Data: LeRobotDataset recording of SO-100 episodes (and, later, synthetic VQA)."""
+"""Data: LeRobotDataset recording of SO-100 episodes, synthetic VQA (vqa.py), training chunks (chunks.py) and
+localisation labels (localization.py: where the named cube is in each camera)."""
 
 import logging
 

@@ -1,7 +1,8 @@
 """The course's models, in miniature: a tiny VLM (PaliGemma-like) and pi0 built on it.
 
     tokenizer.py    WordTokenizer: word-level, growable vocabulary
-    vision.py       ConvTokenizer: 96x96 camera frames -> 16 grid tokens each (+ optional spatial-softmax keypoint tokens)
+    vision.py       ConvTokenizer: 96x96 camera frames -> 16 grid tokens each (+ optional spatial-softmax keypoint
+                    tokens, and instruction keypoints whose maps are made from the instruction)
     masks.py        ar_mask / block-layout attention masks, ascii_mask()
     transformer.py  multi-expert transformer: one attention, several weight sets, KV cache, KI stop-gradient
     vlm.py          TinyVLM: prefix-LM over [image tokens, prompt | answer], greedy generate()
