@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .flow import sincos_time_embedding
-from .transformer import KVCache, _rotate_half_matrix, attention_bias, rope_cos_sin
+from .transformer import KVCache, apply_rope, attention_bias, rope_cos_sin
 
 
 def _unit(x: Tensor, eps: float) -> Tensor:
@@ -64,7 +64,6 @@ class CachedSampler:
         # 2) the mask rows and RoPE tables of the action tokens
         self.bias = None if bool(allowed.all()) else attention_bias(allowed)
         self.cos, self.sin = rope_cos_sin(positions, ec.head_dim, model.vlm.config.rope_base)
-        self.rot = _rotate_half_matrix(ec.head_dim, positions.device)
         # 3) the action-time MLP: W_1 [W_in x + b_in; t_emb] = (W_1a W_in) x + (W_1a b_in + W_1t t_emb + b_1)
         we, w1 = cfg.expert_width, model.action_time_mlp_in.weight
         self.w_x = w1[:, :we] @ model.action_in_proj.weight
@@ -87,7 +86,7 @@ class CachedSampler:
         hid = self.mlp_out(F.silu(F.linear(x, self.w_x, self.b_t[k])))  # the action tokens at time t_k
         for li, (w_qkv, w_o, w_gu, w_d) in enumerate(self.layers):
             qkv = F.linear(_unit(hid, self.eps), w_qkv).view(bsz, h, 3, heads, hd).permute(2, 0, 3, 1, 4)
-            qk = qkv[:2] * self.cos + (qkv[:2] @ self.rot) * self.sin  # RoPE on queries and keys together
+            qk = apply_rope(qkv[:2], self.cos, self.sin)  # queries and keys together
             keys = torch.cat([self.cache.keys[li], qk[1]], 2)
             values = torch.cat([self.cache.values[li], qkv[2]], 2)
             att = F.scaled_dot_product_attention(qk[0], keys, values, attn_mask=self.bias)
