@@ -58,6 +58,13 @@ def test_concatenated_recordings_keep_episodes_apart_and_pool_statistics():
     torch.testing.assert_close(pooled["std"], st.std(0, unbiased=False))
     torch.testing.assert_close(pooled["min"], st.min(0).values)
     torch.testing.assert_close(pooled["max"], st.max(0).values)
+    # localisation labels travel with their frames when every part has them, and are dropped otherwise
+    for d, n in ((a, 8), (b, 4)):
+        d.target_xy, d.target_valid = torch.full((n, 2, 2), float(n)), torch.ones(n, 2, dtype=torch.bool)
+    both = concat_chunks([a, b])
+    assert both.batch([0, 9])["target_xy"][:, 0, 0].tolist() == [8.0, 4.0]
+    b.target_xy = b.target_valid = None
+    assert concat_chunks([a, b]).target_xy is None
 
 
 def test_random_shift_keeps_shape_and_moves_pixels():
@@ -82,6 +89,11 @@ def test_quick_recipe_writes_loadable_checkpoint(quick_root):
     meta = json.loads((quick_root / "pi0_base" / "metadata.json").read_text())
     assert meta["recipe"] == "pi0_base" and meta["command"].startswith("vla-course train pi0_base")
     assert meta["metrics"]["eval_episodes"] == 1 and 0.0 <= meta["metrics"]["success_rate"] <= 1.0
+    # the instruction keypoints' accuracy is measured on the evaluation layouts, per camera
+    acc = meta["metrics"]["instruction_keypoints"]
+    assert set(acc) == {"front", "wrist"} and acc["front"]["frames"] == 1
+    assert 0 <= acc["front"]["nearest_is_named"] <= 1 and acc["front"]["median_px"] >= 0
+    assert meta["training"]["localization_weight"] > 0 and meta["training"]["instruction_keypoints"] == 2
     model = load_pretrained("pi0_base", kind="Pi0", root=quick_root)
     # The dataset's normalisation statistics travel inside the checkpoint.
     from vla_course.data.chunks import load_chunks

@@ -158,6 +158,7 @@ def concat_chunks(parts: list[ChunkDataset]) -> ChunkDataset:
     chunks still never cross episodes, and the statistics are pooled (:func:`merge_stats`)."""
     if len(parts) == 1:
         return parts[0]
+    labelled = all(p.target_xy is not None for p in parts)
     episodes, offset = [], 0
     for p in parts:
         episodes.append(p.episode_index - p.episode_index.min() + offset)
@@ -167,7 +168,10 @@ def concat_chunks(parts: list[ChunkDataset]) -> ChunkDataset:
                         episode_index=torch.cat(episodes), frame_index=torch.cat([p.frame_index for p in parts]),
                         tasks=[t for p in parts for t in p.tasks], chunk_size=parts[0].chunk_size,
                         stats=merge_stats([p.stats for p in parts], [len(p) for p in parts]),
-                        delta_mask=parts[0].delta_mask)
+                        delta_mask=parts[0].delta_mask,
+                        # localisation labels survive only if every part has them (a part without would be unlabelled)
+                        target_xy=torch.cat([p.target_xy for p in parts]) if labelled else None,
+                        target_valid=torch.cat([p.target_valid for p in parts]) if labelled else None)
 
 
 def load_chunks(root: str | Path | list, chunk_size: int = 16, cameras: tuple[str, ...] = CAMERAS,
