@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export MUJOCO_GL ?= egl
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: setup demo test unit notebooks execute lab benchmarks clean
+.PHONY: setup demo test unit unit-fast notebooks execute lab benchmarks clean
 
 setup: $(STAMP)
 
@@ -19,12 +19,16 @@ $(STAMP): pyproject.toml scripts/setup.sh
 demo: $(STAMP)
 	$(VENV)/bin/vla-course demo --out outputs/so100_demo.mp4
 
-## test: unit tests, then every notebook re-executed and checked by nbval
+## test: unit tests and the package's doctests, then every notebook re-executed and checked by nbval
 test: $(STAMP)
-	$(PY) -m pytest -q tests notebooks $(NBVAL)
+	$(PY) -m pytest -q --doctest-modules vla_course tests notebooks $(NBVAL)
 
 unit: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --doctest-modules vla_course tests
+
+## unit-fast: the unit tests without the ones marked slow
+unit-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow" tests
 
 notebooks: $(STAMP)
 	$(PY) -m pytest -q notebooks $(NBVAL)
@@ -35,7 +39,7 @@ execute: $(STAMP)
 
 ## lab: JupyterLab on the notebooks
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks
+	$(VENV)/bin/jupyter lab notebooks $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
 benchmarks: $(STAMP)
 	for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

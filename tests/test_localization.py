@@ -54,18 +54,21 @@ def test_localization_loss_trains_the_instruction_keypoints():
     model = tiny_pi0(chunk_size=4)
     model.config.localization_weight = 1.0
     model.vlm.add_keypoints(2, layer=1)
-    model.vlm.add_query_keypoints(2, temperature=0.1)
+    model.vlm.add_instruction_keypoints(2, temperature=0.1)
     batch = random_pi0_batch(3, 4, seed=1)
     model.set_normalization_stats(stats_from_batch(batch))
     batch["target_xy"] = torch.tensor([[[0.5, -0.5], [0.0, 0.2]]] * 3)
     batch["target_valid"] = torch.tensor([[True, False]] * 3)
     noise, t = torch.randn(3, 4, 6), torch.full((3,), 0.5)
-    with_loc = model.compute_loss(batch, noise=noise, time=t)
-    loc = model.localization_loss(batch)
-    pred = model.vlm.vision.query_xy[:, 0, 0]  # only the front labels are valid
+    out = model.compute_loss(batch, noise=noise, time=t)
+    with_loc, loc = out["loss"], model.localization_loss(batch)
+    torch.testing.assert_close(out["localization"], loc)
+    pred = model.vlm.vision.instruction_xy[:, 0, 0]  # only the front labels are valid
     torch.testing.assert_close(loc, (pred - batch["target_xy"][:, 0]).pow(2).sum(-1).mean())
     model.config.localization_weight = 0.0
-    torch.testing.assert_close(model.compute_loss(batch, noise=noise, time=t), with_loc - loc, atol=1e-5, rtol=1e-5)
+    without = model.compute_loss(batch, noise=noise, time=t)
+    assert "localization" not in without
+    torch.testing.assert_close(without["loss"], with_loc - loc, atol=1e-5, rtol=1e-5)
     model.config.localization_weight = 1.0
     with_loc.backward()
     assert model.vlm.vision.kq_filters.weight.grad.abs().max() > 0

@@ -9,8 +9,8 @@ from lerobot.policies.common.flow_matching import sample_time_beta as lerobot_sa
 from lerobot.policies.common.vla_utils import create_sinusoidal_pos_embedding
 from scipy.stats import ks_2samp
 
-from vla_course.models import (ConvTokenizer, Normalizer, TinyVLM, WordTokenizer, euler_integrate, interpolate,
-                               sample_time, sincos_time_embedding)
+from vla_course.models import (ImageEncoder, Normalizer, TinyVLM, WordTokenizer, euler_integrate, interpolate,
+                               sample_time, sincos_time_embedding, velocity_target)
 from vla_course.models.synthetic import course_tokenizer, random_images, tiny_vlm_config
 from vla_course.models.vision import to_float_chw
 
@@ -54,7 +54,7 @@ def test_vlm_embedding_grows_with_the_tokenizer():
 
 # ---- vision -----------------------------------------------------------------------------------
 def test_image_encoder_shapes_and_input_formats():
-    enc = ConvTokenizer(width=24, num_cameras=2, image_size=96, grid=4, channels=(8, 16))
+    enc = ImageEncoder(width=24, num_cameras=2, image_size=96, grid=4, channels=(8, 16))
     imgs = random_images(3)
     u8 = [imgs["observation.images.front"], imgs["observation.images.wrist"]]
     tokens = enc(u8)
@@ -65,7 +65,7 @@ def test_image_encoder_shapes_and_input_formats():
 
 
 def test_set_grid_keeps_conv_weights_and_resizes_cell_embeddings():
-    enc = ConvTokenizer(width=24, num_cameras=2, image_size=96, grid=4, channels=(8, 16))
+    enc = ImageEncoder(width=24, num_cameras=2, image_size=96, grid=4, channels=(8, 16))
     imgs = random_images(2)
     u8 = [imgs["observation.images.front"], imgs["observation.images.wrist"]]
     old_pos = enc.pos_emb.detach().clone().reshape(4, 4, 24)
@@ -80,7 +80,7 @@ def test_set_grid_keeps_conv_weights_and_resizes_cell_embeddings():
 
 
 def test_spatial_softmax_finds_where_a_map_peaks():
-    enc = ConvTokenizer(width=24, num_cameras=1, grid=4, channels=(8, 16), keypoints=2, keypoint_layer=2)
+    enc = ImageEncoder(width=24, num_cameras=1, grid=4, channels=(8, 16), keypoints=2, keypoint_layer=2)
     feat = torch.zeros(1, 16, 12, 12)
     feat[0, 0, 2, 9] = 1.0  # row 2, column 9 of 12
     with torch.no_grad():
@@ -94,7 +94,7 @@ def test_spatial_softmax_finds_where_a_map_peaks():
 
 def test_keypoint_tokens_are_added_after_the_grid_tokens_and_move_with_the_cube():
     torch.manual_seed(0)
-    enc = ConvTokenizer(width=24, num_cameras=2, grid=4, channels=(8, 16))
+    enc = ImageEncoder(width=24, num_cameras=2, grid=4, channels=(8, 16))
     imgs = random_images(2)
     u8 = [imgs["observation.images.front"], imgs["observation.images.wrist"]]
     before = enc(u8)
@@ -119,7 +119,7 @@ def test_a_low_starting_temperature_gives_peaked_maps():
     peaks = {}
     for temp in (1.0, 0.05):
         torch.manual_seed(0)
-        enc = ConvTokenizer(width=24, num_cameras=2, grid=4, channels=(8, 16))
+        enc = ImageEncoder(width=24, num_cameras=2, grid=4, channels=(8, 16))
         enc.add_keypoints(4, layer=1, temperature=temp)
         x = torch.cat([to_float_chw(f, 96) for f in frames], 0)
         with torch.no_grad():
@@ -142,7 +142,7 @@ def test_vlm_with_keypoints_round_trips_through_a_checkpoint(tmp_path):
 def test_instruction_keypoints_find_what_the_query_names():
     # Two feature channels peak at two different cells; a query that selects channel 0 must land on the
     # first peak, one that selects channel 1 on the second: the same image, two instructions, two places.
-    enc = ConvTokenizer(width=4, num_cameras=1, grid=4, channels=(8, 16), keypoint_layer=2, query_keypoints=1)
+    enc = ImageEncoder(width=4, num_cameras=1, grid=4, channels=(8, 16), keypoint_layer=2, instruction_keypoints=1)
     feat = torch.zeros(2, 16, 12, 12)
     feat[:, 0, 2, 9] = 1.0
     feat[:, 1, 10, 3] = 1.0
@@ -151,7 +151,7 @@ def test_instruction_keypoints_find_what_the_query_names():
         enc.kq_filters.weight[0, 0] = 50.0  # query feature 0 -> filter on channel 0
         enc.kq_filters.weight[1, 1] = 50.0  # query feature 1 -> filter on channel 1
     query = torch.tensor([[1.0, 0, 0, 0], [0, 1.0, 0, 0]])
-    xy = enc.query_softmax(feat, query)[:, 0]
+    xy = enc.instruction_softmax(feat, query)[:, 0]
     cell = lambda r, c: torch.tensor([-1 + 2 * c / 11, -1 + 2 * r / 11])  # noqa: E731
     torch.testing.assert_close(xy[0], cell(2, 9), atol=1e-3, rtol=0)
     torch.testing.assert_close(xy[1], cell(10, 3), atol=1e-3, rtol=0)
@@ -163,9 +163,9 @@ def test_vlm_instruction_keypoints_depend_on_the_prompt_and_round_trip(tmp_path)
     imgs = random_images(1)
     before = vlm.vision([imgs["observation.images.front"], imgs["observation.images.wrist"]])
     vlm.add_keypoints(3, layer=1)
-    vlm.add_query_keypoints(2, temperature=0.05)
+    vlm.add_instruction_keypoints(2, temperature=0.05)
     g, n = vlm.vision.grid ** 2, vlm.vision.tokens_per_camera
-    assert n == g + 3 + 2 and vlm.config.query_keypoints == 2
+    assert n == g + 3 + 2 and vlm.config.instruction_keypoints == 2
     red = vlm.embed_prefix({**imgs, "prompt": ["pick up the red cube"]})[0]
     blue = vlm.embed_prefix({**imgs, "prompt": ["pick up the blue cube"]})[0]
     torch.testing.assert_close(red[:, :g], before[:, :g])  # the grid tokens do not read the prompt
@@ -182,14 +182,14 @@ def test_vlm_instruction_keypoints_depend_on_the_prompt_and_round_trip(tmp_path)
 
 
 def test_float_images_out_of_range_raise():
-    enc = ConvTokenizer(width=8, num_cameras=1, channels=(4, 8))
+    enc = ImageEncoder(width=8, num_cameras=1, channels=(4, 8))
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         enc([torch.full((1, 96, 96, 3), 200.0)])
 
 
 @pytest.mark.parametrize("shape", [(2, 64, 64, 3), (2, 96, 96), (2, 96, 96, 4), (96, 96, 3)])
 def test_wrong_image_shape_raises_clear_error(shape):
-    enc = ConvTokenizer(width=8, num_cameras=1, channels=(4, 8))
+    enc = ImageEncoder(width=8, num_cameras=1, channels=(4, 8))
     with pytest.raises(ValueError, match=r"\(B, 96, 96, 3\)"):
         enc([torch.zeros(shape, dtype=torch.uint8)])
 
@@ -231,6 +231,17 @@ def test_beta_time_sampler_matches_lerobot():
     assert ks_2samp(torch.rand(n).numpy(), ref.numpy()).pvalue < 1e-6
 
 
+def test_time_sampler_with_a_generator_is_seeded_for_any_beta_and_leaves_the_global_rng_alone():
+    before = torch.get_rng_state()
+    a = sample_time(50_000, torch.Generator().manual_seed(4), alpha=2.0, beta=3.0)
+    b = sample_time(50_000, torch.Generator().manual_seed(4), alpha=2.0, beta=3.0)
+    assert torch.equal(torch.get_rng_state(), before)  # the general-Beta path forks a private RNG
+    torch.testing.assert_close(a, b)
+    ref = torch.distributions.Beta(torch.tensor(2.0), torch.tensor(3.0)).sample((50_000,)) * 0.999 + 0.001
+    assert ks_2samp(a.numpy(), ref.numpy()).pvalue > 1e-3
+    assert ks_2samp(a.numpy(), sample_time(50_000, torch.Generator().manual_seed(5)).numpy()).pvalue < 1e-6
+
+
 def test_euler_loop_matches_lerobot():
     noise = torch.randn(3, 4, 6)
 
@@ -238,18 +249,18 @@ def test_euler_loop_matches_lerobot():
         return torch.sin(x) * t.view(-1, 1, 1) - 0.5 * x + 0.1
 
     for steps in (1, 3, 10):
-        torch.testing.assert_close(euler_integrate(v, noise, steps), lerobot_euler(v, noise, steps))
+        torch.testing.assert_close(euler_integrate(lambda x, t, _c: v(x, t), noise, steps),
+                                   lerobot_euler(v, noise, steps))
 
 
 def test_interpolation_convention_t1_is_noise():
     a, z = torch.randn(2, 4, 6), torch.randn(2, 4, 6)
-    x1, u = interpolate(a, z, torch.ones(2))
-    x0, _ = interpolate(a, z, torch.zeros(2))
+    x1, x0, u = interpolate(a, z, torch.ones(2)), interpolate(a, z, torch.zeros(2)), velocity_target(a, z)
     torch.testing.assert_close(x1, z)
     torch.testing.assert_close(x0, a)
     torch.testing.assert_close(u, z - a)
     # integrating the true velocity from t=1 recovers the data exactly
-    torch.testing.assert_close(euler_integrate(lambda x, t: u, z, 10), a, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(euler_integrate(lambda x, t, _c: u, z, 10), a, atol=1e-5, rtol=1e-5)
 
 
 def test_time_embedding_matches_openpi_formula():
@@ -260,18 +271,11 @@ def test_time_embedding_matches_openpi_formula():
     assert math.isclose(float(ours.pow(2).sum(1).mean()), 16.0, rel_tol=1e-5)
 
 
-def test_same_flow_convention_as_the_heads_module():
-    """vla_course.heads (the generic action heads) and the models must agree on the flow convention."""
-    heads_flow = pytest.importorskip("vla_course.heads.flow")
-    a, z, t = torch.randn(5, 4, 6), torch.randn(5, 4, 6), torch.rand(5)
-    x_t, u = interpolate(a, z, t)
-    torch.testing.assert_close(x_t, heads_flow.interpolate(a, z, t))
-    torch.testing.assert_close(u, heads_flow.velocity_target(a, z))
+def test_one_home_per_flow_concept():
+    """pi0 and the heads of chapters 02-03 use the very same functions (no second sample_time)."""
+    import vla_course.heads.flow as heads_flow
+    import vla_course.heads.nets as heads_nets
+    import vla_course.models.pi0 as pi0
 
-    def v(x, tt, cond=None):
-        return torch.cos(x) * tt.view(-1, 1, 1) + 0.3 * x
-
-    torch.testing.assert_close(euler_integrate(v, z, 10), heads_flow.euler_integrate(v, z, 10))
-    theirs = heads_flow.sample_time(100_000, generator=torch.Generator().manual_seed(0))
-    ours = sample_time(100_000, generator=torch.Generator().manual_seed(1))
-    assert ks_2samp(ours.numpy(), theirs.numpy()).pvalue > 1e-3
+    assert pi0.sample_time is heads_flow.sample_time and pi0.interpolate is heads_flow.interpolate
+    assert pi0.sincos_time_embedding is heads_nets.sincos_time_embedding

@@ -6,8 +6,8 @@ import pytest
 import torch
 from lerobot.policies.common.vla_utils import make_att_2d_masks as lerobot_make_att_2d_masks
 
-from vla_course.models.masks import (BlockLayout, ascii_mask, block_mask, ki_layout, make_att_2d_masks,
-                                     pi0_layout, prefix_lm_layout)
+from vla_course.models.masks import (LAYOUTS, BlockLayout, ascii_mask, block_mask, ki_layout, make_att_2d_masks,
+                                     pi0_layout, prefix_lm_layout, subtask_layout, vla_layout)
 
 
 def _random_layout(rng: random.Random) -> BlockLayout:
@@ -86,3 +86,25 @@ def test_ascii_mask_draws_pi0():
     assert len(lines) == 1 + 5
     assert lines[1].split("[")[1].split() == ["#", "#", ".", ".", ".", "]"]  # prefix row
     assert lines[-1].split("[")[1].split() == ["#"] * 5 + ["]"]  # action row
+
+
+def test_subtask_layout_is_an_ar_mask_layout_and_the_actions_see_the_subtask():
+    layout = subtask_layout(prefix_len=3, subtask_len=2, chunk_size=2)
+    sp, m = layout.spans(), layout.mask()
+    assert m[sp["actions"], sp["subtask"]].all() and m[sp["state"], sp["subtask"]].all()
+    assert not m[sp["subtask"], sp["state"]].any() and not m[sp["prefix"], sp["subtask"]].any()
+    pad = torch.tensor([[True, True, False, True, True, True, True, True]])  # a padded prompt
+    assert torch.equal(layout.mask(pad), make_att_2d_masks(pad, layout.ar_mask()))
+
+
+def test_vla_layout_builds_each_named_layout():
+    assert set(LAYOUTS) == {"pi0", "knowledge_insulation", "subtask"}
+    assert torch.equal(vla_layout("pi0", 4, 0, 3).mask(), pi0_layout(4, 3).mask())
+    assert torch.equal(vla_layout("knowledge_insulation", 4, 2, 3).mask(), ki_layout(4, 2, 3).mask())
+    assert torch.equal(vla_layout("subtask", 4, 2, 3).mask(), subtask_layout(4, 2, 3).mask())
+    # at inference the answer block may be empty: KI then is pi0 without the answer
+    assert torch.equal(vla_layout("knowledge_insulation", 4, 0, 3).mask(), pi0_layout(4, 3).mask())
+    with pytest.raises(ValueError, match="no answer block"):
+        vla_layout("pi0", 4, 2, 3)
+    with pytest.raises(ValueError, match="unknown layout"):
+        vla_layout("pi05", 4, 2, 3)

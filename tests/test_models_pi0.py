@@ -1,13 +1,17 @@
-"""pi0 in miniature: shapes, cached sampling, the KI switch, normalisation, overfitting, checkpoints."""
+"""The VLA core (Pi0): blocks and layouts, the dict of losses, knowledge insulation, relative actions,
+normalisation, cached sampling, overfitting, strict checkpoints."""
+
+import json
 
 import pytest
 import torch
 
 from vla_course.constants import NUM_JOINTS
 from vla_course.models import Pi0, Pi0Config, TinyVLM, VLMConfig, count_parameters
-from vla_course.models.synthetic import course_tokenizer, random_pi0_batch, stats_from_batch, tiny_pi0
+from vla_course.models.synthetic import (course_tokenizer, random_pi0_batch, random_vqa_batch, stats_from_batch,
+                                         tiny_pi0)
 
-
+DELTA = (True, True, True, True, True, False)
 
 
 def _ready(chunk=4, **kw):
@@ -17,23 +21,42 @@ def _ready(chunk=4, **kw):
     return model, batch
 
 
+def _answers(model, batch, texts=("red", "left", "the blue cube")):
+    return dict(batch, answer=list(texts))
+
+
 def test_default_model_shapes_and_parameter_counts():
     torch.manual_seed(0)
     model = Pi0(TinyVLM(course_tokenizer(), VLMConfig()), Pi0Config())
     assert model.config.chunk_size == 16
     batch = random_pi0_batch(2, 16)
     model.set_normalization_stats(stats_from_batch(batch))
-    assert model.compute_loss(batch).ndim == 0
-    assert model.compute_loss(batch, reduction="none").shape == (2, 16, NUM_JOINTS)
+    losses = model.compute_loss(batch)
+    assert set(losses) == {"loss", "flow"} and losses["loss"].ndim == 0
+    torch.testing.assert_close(losses["loss"], losses["flow"])  # plain pi0: the total is the flow loss
+    per_sample = model.compute_loss(batch, reduction="none")
+    assert per_sample["flow"].shape == per_sample["loss"].shape == (2,)
     assert model.sample_actions(batch).shape == (2, 16, NUM_JOINTS)
     c = count_parameters(model)
     assert c["total"] == sum(p.numel() for p in model.parameters())
     assert c["total"] == sum(v for k, v in c.items() if k != "total")
     assert c["action_expert"] < c["backbone"] / 2  # narrower expert, same depth/heads
     assert 300_000 < c["total"] < 1_000_000
-    # expert shares the backbone's heads and head dim, but has its own (narrower) weights
     e, b = model.action_expert.layers[0], model.vlm.backbone.layers[0]
     assert e.qkv.weight.shape[0] == b.qkv.weight.shape[0] and e.qkv.weight.shape[1] == b.qkv.weight.shape[1] // 2
+
+
+def test_per_sample_losses_average_to_the_batch_loss_and_follow_each_sample():
+    model, batch = _ready()
+    noise, t = torch.randn(3, 4, NUM_JOINTS), torch.rand(3)
+    mean = model.compute_loss(batch, noise=noise, time=t)["flow"]
+    each = model.compute_loss(batch, noise=noise, time=t, reduction="none")["flow"]
+    torch.testing.assert_close(each.mean(), mean)  # equal counts per sample, no padding
+    noisier = noise.clone()
+    noisier[1] += 3.0  # only sample 1 changes
+    other = model.compute_loss(batch, noise=noisier, time=t, reduction="none")["flow"]
+    torch.testing.assert_close(other[[0, 2]], each[[0, 2]])
+    assert not torch.isclose(other[1], each[1])
 
 
 def test_cached_sampling_equals_uncached():
@@ -81,29 +104,112 @@ def test_sampling_depends_on_images_state_and_task():
         assert not torch.allclose(base, model.sample_actions(other, noise=noise)), change
 
 
-@pytest.mark.parametrize("to_backbone", [True, False])
-def test_action_loss_to_backbone_switch(to_backbone):
-    model, batch = _ready(action_loss_to_backbone=to_backbone)
+@pytest.mark.parametrize("insulated", [False, True])
+def test_knowledge_insulation_gradient_probe(insulated):
+    """The flow loss's gradient in the backbone is exactly 0 with knowledge insulation and > 0 without;
+    the expert always learns; the switch never changes the loss value."""
+    model, batch = _ready(knowledge_insulation=insulated)
     noise, t = torch.randn(3, 4, NUM_JOINTS), torch.full((3,), 0.5)
-    loss = model.compute_loss(batch, noise=noise, time=t)
+    loss = model.compute_loss(batch, noise=noise, time=t)["flow"]
     loss.backward()
-    vlm_grads = {n: p.grad for n, p in model.vlm.named_parameters()}
+    vlm_grads = [p.grad for p in model.vlm.parameters()]
     other = {n: p.grad for n, p in model.named_parameters() if not n.startswith("vlm.")}
-    assert all(torch.isfinite(g).all() for g in list(other.values()) + list(vlm_grads.values()) if g is not None)
     assert all(g is not None and g.abs().max() > 0 for g in other.values()), "expert must always learn"
-    if to_backbone:
+    backbone_norm = sum(float(g.norm()) for g in vlm_grads if g is not None)
+    if insulated:
+        assert backbone_norm == 0.0
+    else:
         assert model.vlm.backbone.layers[0].qkv.weight.grad.abs().max() > 0
         assert model.vlm.vision.stem[0].weight.grad.abs().max() > 0
         assert model.vlm.embed.weight.grad.abs().max() > 0
-    else:
-        assert all(g is None or g.abs().max() == 0 for g in vlm_grads.values())
-    # the switch changes gradients only, never the loss value
-    model.config.action_loss_to_backbone = not to_backbone
-    torch.testing.assert_close(model.compute_loss(batch, noise=noise, time=t), loss)
+    model.config.knowledge_insulation = not insulated
+    torch.testing.assert_close(model.compute_loss(batch, noise=noise, time=t)["flow"], loss)
+
+
+def test_ki_layout_fast_tokens_train_the_backbone_and_stay_hidden_from_the_expert():
+    model, batch = _ready(layout="knowledge_insulation", knowledge_insulation=True)
+    ids = torch.tensor([[5, 6, 7], [8, 9, 0], [5, 5, 5]])
+    pad = torch.tensor([[True, True, True], [True, True, False], [True, False, False]])
+    fast = dict(batch, answer_ids=ids, answer_pad=pad)
+    noise, t = torch.randn(3, 4, NUM_JOINTS), torch.rand(3)
+    out = model.compute_loss(fast, noise=noise, time=t)
+    assert set(out) == {"loss", "flow", "fast"}
+    torch.testing.assert_close(out["loss"], out["flow"] + model.config.text_weight * out["fast"])
+    # the action expert does not see the FAST tokens: other tokens, the same flow loss and the same actions
+    other = dict(fast, answer_ids=(ids + 3) % 10)
+    torch.testing.assert_close(model.compute_loss(other, noise=noise, time=t)["flow"], out["flow"])
+    torch.testing.assert_close(model.sample_actions(other, noise=noise), model.sample_actions(fast, noise=noise))
+    # the FAST cross-entropy trains the backbone; the flow loss does not (stop-gradient)
+    out["fast"].backward()
+    assert model.vlm.backbone.layers[0].qkv.weight.grad.abs().max() > 0
+    model.zero_grad(set_to_none=True)
+    model.compute_loss(fast, noise=noise, time=t)["flow"].backward()
+    assert all(p.grad is None or p.grad.abs().max() == 0 for p in model.vlm.parameters())
+
+
+def test_subtask_layout_the_actions_act_on_the_subtask():
+    model, batch = _ready(layout="subtask")
+    noise, t = torch.randn(3, 4, NUM_JOINTS), torch.rand(3)
+    a = _answers(model, batch)
+    b = _answers(model, batch, ("left", "red", "three"))
+    out = model.compute_loss(a, noise=noise, time=t)
+    assert set(out) == {"loss", "flow", "text"}
+    assert not torch.isclose(out["flow"], model.compute_loss(b, noise=noise, time=t)["flow"])
+    fast, slow = model.sample_actions(a, noise=noise), model.sample_actions(a, noise=noise, use_cache=False)
+    torch.testing.assert_close(fast, slow, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(fast, model.sample_actions(b, noise=noise))
+    # the text loss is the backbone's teacher-forced cross-entropy on the subtask words (and <eos>)
+    assert out["text"] > 0 and torch.isfinite(out["text"])
+
+
+def test_a_batch_without_actions_trains_only_the_backbones_text_loss():
+    model, _ = _ready()
+    vqa = random_vqa_batch(4)
+    out = model.compute_loss(vqa)
+    assert set(out) == {"loss", "text"}
+    torch.testing.assert_close(out["text"], model.vlm.compute_loss(vqa))
+    out["loss"].backward()
+    assert model.action_expert.layers[0].qkv.weight.grad is None  # the expert is not involved
+
+
+def test_relative_actions_live_in_the_model_and_come_back_absolute():
+    model, batch = _ready(delta_mask=DELTA)
+    state = batch["observation.state"]
+    m = torch.tensor(DELTA, dtype=torch.float32)
+    rel = batch["action"] - state[:, None] * m
+    # stats of the chunks as the model predicts them (relative)
+    model.set_normalization_stats({"observation.state": stats_from_batch(batch)["observation.state"],
+                                   "action": stats_from_batch({"observation.state": state, "action": rel})["action"]})
+    noise, t = torch.randn(3, 4, NUM_JOINTS), torch.rand(3)
+    absolute = model.compute_loss(batch, noise=noise, time=t)["flow"]
+    # the same model with absolute actions, fed the relative chunk by hand, computes the same loss
+    model.config.delta_mask = None
+    torch.testing.assert_close(model.compute_loss(dict(batch, action=rel), noise=noise, time=t)["flow"], absolute)
+    rel_out = model.sample_actions(batch, noise=noise)
+    model.config.delta_mask = DELTA
+    abs_out = model.sample_actions(batch, noise=noise)
+    torch.testing.assert_close(abs_out, rel_out + state[:, None] * m)
+    with pytest.raises(ValueError, match="delta_mask needs 6"):
+        Pi0Config(delta_mask=(True, False))
+
+
+def test_discrete_state_goes_into_the_prefix_as_words():
+    model, batch = _ready(discrete_state_bins=16)
+    assert "state_0" in model.vlm.tokenizer and "state_15" in model.vlm.tokenizer
+    plain, _ = _ready()
+    with torch.no_grad():
+        n_words = model.embed_prefix(batch)[0].shape[1] - plain.embed_prefix(batch)[0].shape[1]
+    assert n_words == NUM_JOINTS  # one word per joint
+    words = model.state_words(model.state_normalizer.normalize(batch["observation.state"]))
+    assert len(words) == 3 and all(len(w) == NUM_JOINTS for w in words)
+    assert words[0] != model.state_words(model.state_normalizer.normalize(batch["observation.state"] + 40))[0]
+    noise = torch.randn(3, 4, NUM_JOINTS)
+    torch.testing.assert_close(model.sample_actions(batch, noise=noise),
+                               model.sample_actions(batch, noise=noise, use_cache=False), atol=1e-4, rtol=1e-4)
 
 
 def test_normalisation_is_required_and_saved(tmp_path):
-    model = tiny_pi0()
+    model = tiny_pi0(delta_mask=DELTA)
     batch = random_pi0_batch(2, 4)
     with pytest.raises(RuntimeError, match="set_normalization_stats"):
         model.compute_loss(batch)
@@ -113,47 +219,50 @@ def test_normalisation_is_required_and_saved(tmp_path):
     before = model.sample_actions(batch, noise=noise)
     model.save_pretrained(tmp_path)
     again = Pi0.from_pretrained(tmp_path)
+    assert again.config.delta_mask == DELTA and again.config.n_action_steps == model.config.n_action_steps
     torch.testing.assert_close(again.action_normalizer.mean, model.action_normalizer.mean)
     torch.testing.assert_close(again.sample_actions(batch, noise=noise), before)
-    # actions come out in the data's units (degrees), not normalised units
-    assert before.abs().mean() > 5.0
+    assert before.abs().mean() > 5.0  # actions come out in the data's units (degrees), not normalised units
 
 
-def test_finer_image_grid_and_keypoints_round_trip_through_a_checkpoint(tmp_path):
-    model = tiny_pi0()
-    model.vlm.set_grid(3)  # as the pi0 recipe does to a pretrained VLM
-    model.vlm.add_keypoints(5, layer=1)
-    batch = random_pi0_batch(2, 4)
-    model.set_normalization_stats(stats_from_batch(batch))
-    prefix, _ = model.vlm.embed_prefix(batch, batch["task"])
-    # 2 cameras x (3x3 grid + 5 keypoints), then <bos> + words
-    assert prefix.shape[1] == 2 * (9 + 5) + max(len(t.split()) for t in batch["task"]) + 1
-    noise = torch.randn(2, 4, NUM_JOINTS)
-    torch.testing.assert_close(model.sample_actions(batch, noise=noise),
-                               model.sample_actions(batch, noise=noise, use_cache=False), atol=1e-4, rtol=1e-4)
-    model.save_pretrained(tmp_path)
-    again = Pi0.from_pretrained(tmp_path)
-    assert (again.vlm.config.grid, again.vlm.config.keypoints, again.vlm.config.keypoint_layer) == (3, 5, 1)
-    torch.testing.assert_close(again.sample_actions(batch, noise=noise), model.sample_actions(batch, noise=noise))
-
-
-def test_quantile_normalisation_option():
+def test_quantile_normalisation_maps_the_1st_and_99th_percentiles_to_minus_and_plus_one():
     torch.manual_seed(0)
-    model = Pi0(TinyVLM(course_tokenizer(), tiny_pi0().vlm.config),
-                Pi0Config(chunk_size=4, expert_width=16, expert_mlp_dim=32, normalization="quantile"))
-    batch = random_pi0_batch(3, 4)
-    model.set_normalization_stats(stats_from_batch(batch))
-    assert torch.isfinite(model.compute_loss(batch))
+    cfg = dict(chunk_size=4, expert_width=16, expert_mlp_dim=32, n_action_steps=2)
+    vlm = TinyVLM(course_tokenizer(), tiny_pi0().vlm.config)
+    model = Pi0(vlm, Pi0Config(normalization="quantile", **cfg))
+    batch = random_pi0_batch(64, 4)
+    stats = stats_from_batch(batch)
+    model.set_normalization_stats(stats)
+    a = stats["action"]
+    torch.testing.assert_close(model.action_normalizer.normalize(a["q01"]), -torch.ones(NUM_JOINTS))
+    torch.testing.assert_close(model.action_normalizer.normalize(a["q99"]), torch.ones(NUM_JOINTS))
+    inside = (model.action_normalizer.normalize(batch["action"]).abs() <= 1).float().mean()
+    assert 0.9 < float(inside) < 1.0  # about 98% of the values land in [-1, 1], the tails outside
+    # and the model trains on those units: the same weights under mean/std normalisation give another loss
+    other = Pi0(vlm, Pi0Config(normalization="mean_std", **cfg))
+    other.load_state_dict(model.state_dict(), strict=False)
+    other.set_normalization_stats(stats)
+    noise, t = torch.randn(64, 4, NUM_JOINTS), torch.rand(64)
+    assert not torch.isclose(model.compute_loss(batch, noise=noise, time=t)["flow"],
+                             other.compute_loss(batch, noise=noise, time=t)["flow"])
 
 
 def test_action_padding_and_shape_errors():
     model, batch = _ready()
     noise, t = torch.randn(3, 4, NUM_JOINTS), torch.rand(3)
-    full = model.compute_loss(batch, noise=noise, time=t, reduction="none")
     pad = torch.zeros(3, 4, dtype=torch.bool)
     pad[:, -1] = True
-    masked = model.compute_loss(dict(batch, action_is_pad=pad), noise=noise, time=t)
-    torch.testing.assert_close(masked, full[:, :-1].mean())
+    masked = model.compute_loss(dict(batch, action_is_pad=pad), noise=noise, time=t)["flow"]
+    # Change the padded step's target but not the model's input: move its action by d and its noise so that
+    # x_t = t * noise + (1 - t) * a stays put. Only u = noise - a changes, and only in the padded step.
+    changed = dict(batch, action_is_pad=pad, action=batch["action"].clone())
+    changed["action"][:, -1] += 100.0
+    scale = model.action_normalizer._shift_scale()[1]
+    noise2 = noise.clone()
+    noise2[:, -1] -= ((1 - t) / t)[:, None] * (100.0 / scale)
+    torch.testing.assert_close(model.compute_loss(changed, noise=noise2, time=t)["flow"], masked)
+    unmasked = model.compute_loss(dict(batch, action=changed["action"]), noise=noise2, time=t)["flow"]
+    assert unmasked > 10 * masked
     with pytest.raises(ValueError, match=r"\(B, 4, 6\)"):
         model.compute_loss(dict(batch, action=batch["action"][:, :3]))
 
@@ -166,7 +275,7 @@ def test_flow_loss_falls_and_samples_approach_the_data():
 
     def eval_loss():
         with torch.no_grad():
-            return sum(model.compute_loss(batch, noise=n, time=t) for n, t in zip(eval_noise, eval_t)).item() / 8
+            return sum(model.compute_loss(batch, noise=n, time=t)["loss"] for n, t in zip(eval_noise, eval_t)).item() / 8
 
     def sample_err():
         target = model.action_normalizer.normalize(batch["action"])
@@ -176,23 +285,23 @@ def test_flow_loss_falls_and_samples_approach_the_data():
     before, err_before = eval_loss(), sample_err()
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
     for _ in range(300):
-        loss = model.compute_loss(batch)
+        loss = model.compute_loss(batch)["loss"]
         opt.zero_grad()
         loss.backward()
         opt.step()
     after, err_after = eval_loss(), sample_err()
-    print(f"flow loss {before:.3f} -> {after:.3f}; sample mse {err_before:.3f} -> {err_after:.3f}")
     assert after < 0.3 * before, (before, after)
     assert err_after < 0.3 * err_before, (err_before, err_after)
 
 
-def test_policy_wrapper_queues_chunks():
+def test_policy_wrapper_queues_chunks_and_defaults_to_the_models_horizon():
     import numpy as np
 
     from vla_course.models import Pi0Policy
 
-    model, batch = _ready(chunk=4)
-    policy = Pi0Policy(model, n_action_steps=2, seed=0)
+    model, batch = _ready(chunk=4, n_action_steps=2)
+    policy = Pi0Policy(model, seed=0)
+    assert policy.n_action_steps == 2
     frame = {k: (v[0].numpy() if torch.is_tensor(v) else v[0]) for k, v in batch.items() if k != "action"}
     calls = []
     original = model.sample_actions
@@ -202,3 +311,58 @@ def test_policy_wrapper_queues_chunks():
     policy.reset()
     again = [policy.act(frame) for _ in range(5)]
     np.testing.assert_allclose(np.stack(acts), np.stack(again), rtol=1e-5, atol=1e-4)  # seeded noise
+
+
+# ---- strict checkpoints ----------------------------------------------------------------------------------
+def _saved(tmp_path):
+    model, _ = _ready(delta_mask=DELTA)
+    model.save_pretrained(tmp_path)
+    return json.loads((tmp_path / "config.json").read_text())
+
+
+def test_a_config_without_relative_actions_is_an_error_that_names_the_fix(tmp_path):
+    cfg = _saved(tmp_path)
+    del cfg["pi0"]["delta_mask"]
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="delta_mask") as e:
+        Pi0.from_pretrained(tmp_path)
+    assert "\n" not in str(e.value) and "re-make" in str(e.value)
+
+
+def test_old_config_names_are_migrated(tmp_path):
+    cfg = _saved(tmp_path)
+    cfg["pi0"]["action_loss_to_backbone"] = False
+    del cfg["pi0"]["knowledge_insulation"]
+    cfg["vlm"]["query_keypoints"] = cfg["vlm"].pop("instruction_keypoints")
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    assert Pi0.from_pretrained(tmp_path).config.knowledge_insulation is True
+
+
+@pytest.mark.parametrize("field,value", [("chunk_size", "16"), ("delta_mask", [1, 0]), ("layout", "pi05"),
+                                         ("knowledge_insulation", "yes"), ("warp_speed", 9)])
+def test_a_wrongly_typed_or_unknown_setting_is_one_line(tmp_path, field, value):
+    cfg = _saved(tmp_path)
+    cfg["pi0"][field] = value
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError) as e:
+        Pi0.from_pretrained(tmp_path)
+    assert "\n" not in str(e.value)
+    assert field in str(e.value) or "layout" in str(e.value) or "delta_mask" in str(e.value)
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "garbage"])
+def test_broken_weights_are_one_line(tmp_path, damage):
+    _saved(tmp_path)
+    weights = tmp_path / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes({"empty": b"", "truncated": data[: len(data) // 2], "garbage": b"not a model" * 50}[damage])
+    with pytest.raises(ValueError, match="model.safetensors") as e:
+        Pi0.from_pretrained(tmp_path)
+    assert "\n" not in str(e.value)
+
+
+def test_a_config_that_is_not_json_is_one_line(tmp_path):
+    _saved(tmp_path)
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        Pi0.from_pretrained(tmp_path)

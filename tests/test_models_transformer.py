@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from vla_course.models import Expert, ExpertConfig, joint_forward, make_att_2d_masks
-from vla_course.models.vlm import positions_from_pad
+from vla_course.models import positions_from_pad
 
 
 
@@ -65,7 +65,7 @@ def test_knowledge_insulation_stops_gradient_but_not_values():
     for insulate in (False, True):
         backbone.zero_grad(set_to_none=True), expert.zero_grad(set_to_none=True)
         prefix.grad = None
-        (_, s), _ = joint_forward([backbone, expert], [prefix, suffix], mask, pos, insulate=insulate)
+        (_, s), _ = joint_forward([backbone, expert], [prefix, suffix], mask, pos, knowledge_insulation=insulate)
         s.pow(2).sum().backward()
         outs[insulate] = s.detach()
         bb = [p.grad for p in backbone.parameters()]
@@ -86,7 +86,23 @@ def test_insulation_with_kv_cache_detaches_cached_backbone_keys():
     _, cache = joint_forward([backbone, expert], [prefix, None], mask[:, :n_p, :n_p], pos[:, :n_p],
                              return_cache=True)
     (_, s), _ = joint_forward([backbone, expert], [None, suffix], mask[:, n_p:], pos[:, n_p:], kv_cache=cache,
-                              insulate=True)
+                              knowledge_insulation=True)
     s.sum().backward()
     assert all(p.grad is None or p.grad.abs().max() == 0 for p in backbone.parameters())
     assert all(p.grad.abs().max() > 0 for p in expert.parameters())
+
+
+def test_the_cache_owns_its_pad_mask():
+    backbone, expert, prefix, suffix, prefix_pad, pad, ar = _setup()
+    n_p = prefix.shape[1]
+    mask, pos = make_att_2d_masks(pad, ar), positions_from_pad(pad)
+    _, cache = joint_forward([backbone], [prefix], mask[:, :n_p, :n_p], pos[:, :n_p], return_cache=True,
+                             pad_mask=prefix_pad)
+    assert torch.equal(cache.pad_mask, prefix_pad) and torch.equal(cache.next_pos, prefix_pad.sum(1))
+    # one more token per row: the new cache appends its (real) pad entry; positions continue after the real ones
+    x = torch.randn(3, 1, 32)
+    key_pad = torch.cat([cache.pad_mask, torch.ones(3, 1, dtype=torch.bool)], 1)
+    _, cache2 = joint_forward([backbone], [x], key_pad[:, None, :], cache.next_pos[:, None], kv_cache=cache,
+                              return_cache=True)
+    assert torch.equal(cache2.pad_mask, key_pad) and cache2.length == n_p + 1
+    assert torch.equal(cache2.next_pos, prefix_pad.sum(1) + 1)

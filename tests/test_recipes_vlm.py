@@ -11,10 +11,10 @@ from vla_course.constants import COLORS
 from vla_course.data.vqa import QUESTION_KINDS, generate_vqa
 from vla_course.eval_vqa import evaluate_vqa
 from vla_course.models import TinyVLM
-from vla_course.models.action_text import (ActionTextTokenizer, add_action_words, bin_actions, greedy_decode,
+from vla_course.models.action_text import (ActionTextTokenizer, add_action_words, bin_actions,
                                            unbin_actions)
 from vla_course.models.synthetic import course_tokenizer, random_vqa_batch, tiny_vlm_config
-from vla_course.recipes.vlm import instruction_texts, lr_at
+from vla_course.recipes.vlm import VLMRecipe, instruction_texts, lr_at
 from vla_course.train import run_recipe
 
 
@@ -26,6 +26,7 @@ def quick_ckpt(tmp_path_factory):
     return root, out
 
 
+@pytest.mark.slow
 def test_quick_recipe_writes_a_loadable_checkpoint_that_answers(quick_ckpt):
     root, out = quick_ckpt
     assert {p.name for p in out.iterdir()} >= {"config.json", "model.safetensors", "metadata.json"}
@@ -40,6 +41,7 @@ def test_quick_recipe_writes_a_loadable_checkpoint_that_answers(quick_ckpt):
     assert all(c in vlm.tokenizer for c in COLORS)
 
 
+@pytest.mark.slow
 def test_quick_recipe_metadata_records_heldout_accuracy_per_kind(quick_ckpt):
     root, _ = quick_ckpt
     meta = read_metadata("vlm_base", root=root)
@@ -57,9 +59,11 @@ def test_missing_checkpoint_says_how_to_make_it(tmp_path):
 
 
 def test_lr_schedule_warms_up_then_decays_to_zero():
-    lrs = [lr_at(s, 100, 1e-3, 10) for s in range(100)]
+    final = VLMRecipe().train_config(0).final_lr_frac  # the VLM recipe decays to zero
+    lrs = [lr_at(s, 100, 1e-3, 10, final) for s in range(100)]
     assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)
     assert all(a >= b for a, b in zip(lrs[9:], lrs[10:])) and lrs[-1] < 1e-5
+    assert lr_at(99, 100, 1e-3, 10) == pytest.approx(1e-4, rel=1e-2)  # the default keeps 10% (pi0's recipes)
 
 
 # ---- evaluation ---------------------------------------------------------------------------------
@@ -103,18 +107,19 @@ def test_action_text_encode_decode_and_token_count():
         tok.decode("act_1 act_2")  # not a whole step of 6 joints
 
 
-def test_greedy_decode_matches_generate_and_respects_the_action_vocabulary():
+def test_generate_is_the_one_decoder_for_answers_and_action_words():
     torch.manual_seed(0)
     vlm = TinyVLM(course_tokenizer(), tiny_vlm_config()).eval()
     batch = random_vqa_batch(3)
-    ids = greedy_decode(vlm, batch, 6)
-    assert ids.shape == (3, 6)
-    assert [vlm.tokenizer.decode(r.tolist()) for r in ids] == vlm.generate(batch, max_new_tokens=6)
+    texts, ids = vlm.generate(batch, max_new_tokens=6, return_ids=True)
+    assert ids.shape[0] == 3 and ids.shape[1] <= 6
+    assert [vlm.tokenizer.decode(r.tolist()) for r in ids] == texts
     tok = ActionTextTokenizer(low=[-1.0] * 6, high=[1.0] * 6, num_bins=16)
     words = add_action_words(vlm, tok)
-    out = greedy_decode(vlm, batch, 12, allowed_ids=words)
-    assert out.shape == (3, 12) and set(out.flatten().tolist()) <= set(words)
-    chunks = [tok.decode(vlm.tokenizer.decode(r.tolist())) for r in out]
+    texts, out, cache = vlm.generate(batch, 12, allowed_ids=words, return_ids=True, return_cache=True)
+    assert out.shape == (3, 12) and set(out.flatten().tolist()) <= set(words)  # no <eos> allowed: all 12 written
+    assert cache.length == cache.pad_mask.shape[1] and torch.equal(cache.next_pos, cache.pad_mask.sum(1))
+    chunks = [tok.decode(t) for t in texts]
     assert all(c.shape == (2, 6) for c in chunks)
 
 
@@ -123,7 +128,7 @@ def test_training_resumes_exactly_at_a_cycle_boundary(tmp_path):
     from vla_course.recipes.vlm import build_tokenizer, run_cycles
 
     ds = generate_vqa(3, split="train", progress=False)
-    cfg = dict(steps=3, cycles=2, batch_size=4, lr=1e-3, warmup=1, weight_decay=0.01)
+    cfg = VLMRecipe(steps=3, cycles=2, batch_size=4, lr=1e-3, warmup=1, weight_decay=0.01)
     torch.manual_seed(0)
     straight = TinyVLM(build_tokenizer(ds), tiny_vlm_config())
     resumed = TinyVLM(build_tokenizer(ds), tiny_vlm_config())
@@ -135,3 +140,19 @@ def test_training_resumes_exactly_at_a_cycle_boundary(tmp_path):
     run_cycles(resumed, ds, cfg, seed=0, cycles=range(1, 2), progress=False)
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+
+
+def test_the_seed_is_honoured():
+    """(The old ``rng`` argument of the VLM's loop was silently ignored; the loop now takes only the seed.)"""
+    from vla_course.recipes.vlm import build_tokenizer, run_cycles
+
+    ds = generate_vqa(3, split="train", progress=False)
+    cfg = VLMRecipe(steps=3, cycles=1, batch_size=4, warmup=1)
+    weights = {}
+    for seed in (0, 0, 1):
+        torch.manual_seed(0)
+        vlm = TinyVLM(build_tokenizer(ds), tiny_vlm_config())
+        run_cycles(vlm, ds, cfg, seed=seed, cycles=range(1), progress=False)
+        weights.setdefault(seed, []).append(vlm.backbone.layers[0].qkv.weight.detach().clone())
+    torch.testing.assert_close(weights[0][0], weights[0][1], rtol=0, atol=0)
+    assert not torch.equal(weights[0][0], weights[1][0])

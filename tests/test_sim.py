@@ -286,9 +286,15 @@ def test_two_step_task_checks_the_order():
 
 
 def test_env_class_is_exported():
+    """``vla_course.sim`` exports the env class itself (the one ``make_env`` builds), with the gym-style API."""
+    import vla_course.sim as sim
+    from vla_course.sim import env as env_module
+
+    assert "SO100Env" in sim.__all__ and sim.SO100Env is env_module.SO100Env is SO100Env
+    assert all(callable(getattr(SO100Env, m, None)) for m in ("reset", "step", "render", "close"))
     e = make_env(cameras=())
     try:
-        assert type(e) is SO100Env
+        assert type(e) is env_module.SO100Env
     finally:
         e.close()
 

@@ -47,14 +47,22 @@ def read_metadata(name: str, root: str | Path | None = None) -> dict:
 
 
 def load_pretrained(name: str, kind: str | None = None, root: str | Path | None = None):
-    """Load ``data/checkpoints/<name>`` as the model class its config names (``TinyVLM`` or ``Pi0``)."""
+    """Load ``data/checkpoints/<name>`` as the model class its config names (``TinyVLM`` or ``Pi0``).
+
+    A missing checkpoint is a ``FileNotFoundError`` that says how to make it; a broken or mismatched one
+    (garbage weights, a wrongly typed setting, a missing ``delta_mask``) a one-line ``ValueError`` naming
+    the file and the fix (``vla_course.models.serialization`` reads strictly).
+    """
     from vla_course.models import Pi0, TinyVLM
+    from vla_course.models.serialization import read_config
 
     path = checkpoint_dir(name, root)
-    config = path / "config.json"
-    if not config.exists() or not (path / "model.safetensors").exists():
+    if not (path / "config.json").exists() or not (path / "model.safetensors").exists():
         raise FileNotFoundError(_missing(name, root))
-    found = json.loads(config.read_text()).get("kind")
+    try:
+        found = read_config(path)["kind"]
+    except ValueError as e:
+        raise ValueError(f"checkpoint {name!r}: {e}") from e
     if kind is not None and found != kind:
         raise ValueError(f"checkpoint {name!r} holds a {found}, not a {kind}; pick a {kind} checkpoint")
     classes = {"TinyVLM": TinyVLM, "Pi0": Pi0}
@@ -62,9 +70,8 @@ def load_pretrained(name: str, kind: str | None = None, root: str | Path | None 
         raise ValueError(f"checkpoint {name!r} has unknown kind {found!r}; expected one of {sorted(classes)}")
     try:
         return classes[found].from_pretrained(path)
-    except (RuntimeError, KeyError, TypeError) as e:
-        raise ValueError(f"checkpoint {name!r} does not match this version of the code ({e}); "
-                         f"re-make it with `vla-course train {name}`") from e
+    except ValueError as e:
+        raise ValueError(f"checkpoint {name!r}: {e} (`vla-course train {name}` re-makes it)") from e
 
 
 def _missing(name: str, root) -> str:

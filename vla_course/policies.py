@@ -11,9 +11,13 @@ import numpy as np
 
 
 class ExpertPolicy:
-    """The scripted IK expert. It is privileged: it reads the simulator's state, not the cameras."""
+    """The scripted IK expert. It is privileged: it reads the simulator's state, not the cameras.
+
+    ``subtask`` says, in words, what it is doing now ("pick up the red cube", "put it in the bin"): the
+    recorder labels every frame with it (pi0.5's subtask labels)."""
 
     cameras: tuple[str, ...] = ()  # needs no images, so evaluation can skip rendering
+    expert_in_control = True  # (a recording label: who chose this action)
 
     def __init__(self, robot, noise_std: float = 0.0, mistake: str | None = None, recover: bool = True,
                  seed: int = 0, detour: float = 0.0):
@@ -28,6 +32,10 @@ class ExpertPolicy:
 
     def reset(self) -> None:
         self.expert.reset()
+
+    @property
+    def subtask(self) -> str:
+        return self.expert.subtask
 
     def act(self, frame: dict) -> np.ndarray:
         return np.asarray(self.expert.act(frame), dtype=np.float32)
@@ -55,44 +63,17 @@ class InterventionPolicy:
         self.learner.reset()
         self.steps, self.expert_in_control = 0, False
 
+    @property
+    def subtask(self) -> str:
+        """The expert's subtask once it has taken over; the learner's, if it says one, before."""
+        return self.expert.subtask if self.expert_in_control else str(getattr(self.learner, "subtask", "") or "")
+
     def act(self, frame: dict) -> np.ndarray:
         if not self.expert_in_control and self.steps >= self.takeover_step:
             self.expert.reset()  # plans from the arm's current pose, not from the episode's start
             self.expert_in_control = True
         self.steps += 1
         return np.asarray((self.expert if self.expert_in_control else self.learner).act(frame), dtype=np.float32)
-
-
-class Pi0Actor:
-    """:class:`~vla_course.models.Pi0Policy` plus delta actions: ``reset()``, ``act(frame) -> (6,)``.
-
-    With ``delta_mask`` the model's chunk is relative to the state of the frame it was planned from
-    (where the mask is True); the actor adds that state back, so the robot still gets absolute targets.
-    """
-
-    cameras = ("front", "wrist")
-
-    def __init__(self, model, n_action_steps: int = 8, delta_mask=None, num_steps: int = 10,
-                 seed: int | None = 0):
-        from vla_course.models import Pi0Policy
-
-        self.policy = Pi0Policy(model, n_action_steps=n_action_steps, num_steps=num_steps, seed=seed)
-        self.cameras = self.policy.cameras
-        self.delta_mask = None if delta_mask is None else np.asarray(delta_mask, dtype=np.float32)
-        self.anchor = None
-
-    def reset(self) -> None:
-        self.policy.reset()
-
-    def act(self, frame: dict) -> np.ndarray:
-        from vla_course.constants import STATE_KEY
-
-        if not self.policy.queue:  # a new chunk is planned from this frame's state
-            self.anchor = np.asarray(frame[STATE_KEY], dtype=np.float32)
-        action = np.asarray(self.policy.act(frame), dtype=np.float32)
-        if self.delta_mask is not None:
-            action = action + self.anchor * self.delta_mask
-        return action
 
 
 DEFAULT_PI0_CHECKPOINT = "pi0_base"
@@ -120,20 +101,21 @@ def available_pi0_checkpoints(root=None) -> list[str]:
 class Pi0CheckpointPolicy:
     """pi0 in miniature, loaded from ``data/checkpoints/<checkpoint>`` (made by ``vla-course train``).
 
-    It sees what a real arm gives: both cameras, the joint state and the instruction.
-    ``n_action_steps`` (how many actions of each 16-step chunk run before it re-plans) defaults to
-    the value the recipe measured and stored in the checkpoint's ``metadata.json``.
+    It sees what a real arm gives: both cameras, the joint state and the instruction, and returns absolute
+    joint targets (:class:`~vla_course.models.Pi0Policy`). ``n_action_steps`` (how many actions of each
+    16-step chunk run before it re-plans) defaults to the model's own ``config.n_action_steps``, the value
+    its recipe measured.
     """
 
     cameras: tuple[str, ...] = ("front", "wrist")
+    expert_in_control = False
 
     def __init__(self, robot=None, checkpoint: str | None = None, n_action_steps: int | None = None,
                  num_steps: int = 10, seed: int = 0, root=None):
-        import json
-
         import torch
 
         from vla_course.checkpoints import checkpoint_dir, load_pretrained
+        from vla_course.models import Pi0Policy
 
         name = checkpoint or DEFAULT_PI0_CHECKPOINT
         try:
@@ -144,19 +126,13 @@ class Pi0CheckpointPolicy:
             raise FileNotFoundError(f"checkpoint {name!r} not found at {checkpoint_dir(name, root)}; make pi0 "
                                     f"checkpoints with `vla-course train pi0_base` (then `pi0_finetune`) or pick "
                                     f"another --checkpoint ({hint})") from e
-        meta_path = checkpoint_dir(name, root) / "metadata.json"
-        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-        if n_action_steps is None:
-            n_action_steps = meta.get("n_action_steps")
-        delta_mask = meta.get("delta_mask")  # how the recipe trained it: arm joints relative to the state
         if tuple(model.vlm.config.cameras) != self.cameras:
             raise ValueError(f"checkpoint {name!r} expects cameras {tuple(model.vlm.config.cameras)}, "
                              f"this policy feeds {self.cameras}")
         torch.set_num_threads(1)  # batch-1 inference: one thread is fastest (and leaves a core to the sim)
         self.checkpoint = name
-        self.policy = Pi0Actor(model, n_action_steps=n_action_steps or 8, delta_mask=delta_mask,
-                               num_steps=num_steps, seed=seed)
         self.model = model
+        self.policy = Pi0Policy(model, n_action_steps=n_action_steps, num_steps=num_steps, seed=seed)
 
     def reset(self) -> None:
         self.policy.reset()

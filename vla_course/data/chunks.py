@@ -9,6 +9,12 @@ leave them out. We do the same::
     episode:   a_0 a_1 ... a_97 a_98 a_99 |            (100 frames)
     chunk@97:  a_97 a_98 a_99 a_99 a_99 ... a_99       action_is_pad = [F F F T T ... T]
 
+Every frame also carries the recording's labels (``vla_course.data.recording``), which later chapters
+train on: ``next.success``, ``next.done``, the episode's outcome ``episode_success``, ``steps_to_go``
+(frames left in the episode), ``expert_in_control`` (RECAP's corrections) and the ``subtask`` in words
+(pi0.5). Recordings made before those labels existed still load: what can be derived from the episode
+boundaries (done, steps to go, the outcome from ``next.success``) is, the rest is left out.
+
 On a laptop the whole recording fits in memory (a 300-episode recording is
 ~30k frames, ~1.7 GB of uint8 pixels), so we decode the PNG frames once and
 draw random batches straight from tensors: no DataLoader workers, which a
@@ -41,6 +47,9 @@ class ChunkDataset:
         stats: LeRobot-style statistics (``{"observation.state": {"mean", "std", ...}, "action": {...}}``).
         target_xy, target_valid: optional localisation labels, float (N, cameras, 2) and bool (N, cameras):
             where the named cube is in each camera (``vla_course.data.localization``).
+        labels: per-frame labels (N,) by name (see :data:`LABELS`): bool ``next.success``, ``next.done``,
+            ``episode_success``, ``expert_in_control``; int64 ``steps_to_go``.
+        subtasks: the subtask text of every frame (list of N strings), or None if the recording has none.
     """
 
     images: dict[str, Tensor]
@@ -51,9 +60,10 @@ class ChunkDataset:
     tasks: list[str]
     chunk_size: int = 16
     stats: dict = field(default_factory=dict)
-    delta_mask: tuple[bool, ...] | None = None
     target_xy: Tensor | None = None
     target_valid: Tensor | None = None
+    labels: dict[str, Tensor] = field(default_factory=dict)
+    subtasks: list[str] | None = None
 
     def __post_init__(self):
         n = len(self.state)
@@ -82,20 +92,18 @@ class ChunkDataset:
         return self.action[torch.minimum(steps, last)], is_pad
 
     def batch(self, idx: Tensor | np.ndarray | list[int]) -> dict:
-        """A training batch with LeRobot keys (images stay uint8, channels-last).
-
-        With ``delta_mask`` set, the masked joints' actions are relative to the state at the chunk's first
-        frame (openpi's ``DeltaActions``); the others stay absolute.
-        """
+        """A training batch with LeRobot keys (images stay uint8, channels-last; absolute action chunks: a model
+        with relative actions converts them itself), plus every label the recording has."""
         idx = torch.as_tensor(idx, dtype=torch.long)
         actions, is_pad = self.chunk(idx)
-        if self.delta_mask is not None:
-            actions = to_delta(actions, self.state[idx], self.delta_mask)
         out = {IMAGE_KEY_PREFIX + cam: im[idx] for cam, im in self.images.items()}
         out.update({STATE_KEY: self.state[idx], ACTION_KEY: actions, "action_is_pad": is_pad,
                     "task": [self.tasks[i] for i in idx.tolist()]})
         if self.target_xy is not None:
             out.update({"target_xy": self.target_xy[idx], "target_valid": self.target_valid[idx]})
+        out.update({name: value[idx] for name, value in self.labels.items()})
+        if self.subtasks is not None:
+            out["subtask"] = [self.subtasks[i] for i in idx.tolist()]
         return out
 
     def frame(self, i: int) -> dict:
@@ -105,24 +113,15 @@ class ChunkDataset:
         return out
 
 
-def to_delta(actions: Tensor, state: Tensor, delta_mask) -> Tensor:
-    """Absolute chunk (B, H, D) -> relative to ``state`` (B, D) on the joints where ``delta_mask`` is True."""
-    m = torch.as_tensor(delta_mask, dtype=actions.dtype)
-    return actions - state[:, None, :] * m
+def chunk_stats(data: ChunkDataset, delta_mask=None, max_frames: int = 20_000, seed: int = 0) -> dict[str, Tensor]:
+    """Mean/std (and min/max) of the action chunks *as the model predicts them*, over valid steps: relative to
+    the chunk's start state where ``delta_mask`` is True (``Pi0Config.delta_mask``), absolute elsewhere."""
+    from vla_course.models.relative import to_relative
 
-
-def from_delta(actions: Tensor, state: Tensor, delta_mask) -> Tensor:
-    """Inverse of :func:`to_delta`: add the state back where ``delta_mask`` is True."""
-    m = torch.as_tensor(delta_mask, dtype=actions.dtype)
-    return actions + state[:, None, :] * m
-
-
-def chunk_stats(data: ChunkDataset, max_frames: int = 20_000, seed: int = 0) -> dict[str, Tensor]:
-    """Mean/std (and min/max) of the actions *as the model sees them* (absolute or delta), over valid steps."""
     g = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(data), generator=g)[:max_frames]
     b = data.batch(idx)
-    a = b["action"][~b["action_is_pad"]]  # (M, D)
+    a = to_relative(b[ACTION_KEY], b[STATE_KEY], delta_mask)[~b["action_is_pad"]]  # (M, D)
     return {"mean": a.mean(0), "std": a.std(0), "min": a.min(0).values, "max": a.max(0).values}
 
 
@@ -159,6 +158,7 @@ def concat_chunks(parts: list[ChunkDataset]) -> ChunkDataset:
     if len(parts) == 1:
         return parts[0]
     labelled = all(p.target_xy is not None for p in parts)
+    names = [k for k in parts[0].labels if all(k in p.labels for p in parts)]  # labels every part has
     episodes, offset = [], 0
     for p in parts:
         episodes.append(p.episode_index - p.episode_index.min() + offset)
@@ -168,10 +168,12 @@ def concat_chunks(parts: list[ChunkDataset]) -> ChunkDataset:
                         episode_index=torch.cat(episodes), frame_index=torch.cat([p.frame_index for p in parts]),
                         tasks=[t for p in parts for t in p.tasks], chunk_size=parts[0].chunk_size,
                         stats=merge_stats([p.stats for p in parts], [len(p) for p in parts]),
-                        delta_mask=parts[0].delta_mask,
-                        # localisation labels survive only if every part has them (a part without would be unlabelled)
+                        # labels survive only if every part has them (a part without would be unlabelled)
                         target_xy=torch.cat([p.target_xy for p in parts]) if labelled else None,
-                        target_valid=torch.cat([p.target_valid for p in parts]) if labelled else None)
+                        target_valid=torch.cat([p.target_valid for p in parts]) if labelled else None,
+                        labels={k: torch.cat([p.labels[k] for p in parts]) for k in names},
+                        subtasks=([t for p in parts for t in p.subtasks]
+                                  if all(p.subtasks is not None for p in parts) else None))
 
 
 def load_chunks(root: str | Path | list, chunk_size: int = 16, cameras: tuple[str, ...] = CAMERAS,
@@ -198,6 +200,8 @@ def load_chunks(root: str | Path | list, chunk_size: int = 16, cameras: tuple[st
         shape = tuple(datasets[0].meta.features[IMAGE_KEY_PREFIX + cam]["shape"])
         images[cam] = torch.empty((total, *shape), dtype=torch.uint8)
     columns = {k: [] for k in ("state", "action", "episode", "frame")}
+    labels: list[dict[str, Tensor]] = []
+    subtasks: list[list[str] | None] = []
     tasks: list[str] = []
     offset, episode_offset = 0, 0
     for ds, table in zip(datasets, tables):
@@ -213,6 +217,8 @@ def load_chunks(root: str | Path | list, chunk_size: int = 16, cameras: tuple[st
         names = {int(i): t for t, i in zip(ds.meta.tasks.index, ds.meta.tasks["task_index"])}
         task_index = table.column("task_index").to_pylist()
         tasks += [names[int(task_index[i])] for i in order.tolist()]
+        labels.append(_frame_labels(table, order, episode))
+        subtasks.append(_subtasks(ds.root, table, order))
         for cam in cameras:
             cells = table.column(IMAGE_KEY_PREFIX + cam)
             for j, i in enumerate(tqdm(order.tolist(), desc=f"decode {cam}", disable=not progress, leave=False)):
@@ -220,9 +226,55 @@ def load_chunks(root: str | Path | list, chunk_size: int = 16, cameras: tuple[st
         offset += table.num_rows
     stats = (dataset_stats(datasets[0]) if len(datasets) == 1 else
              merge_stats([dataset_stats(ds) for ds in datasets], [t.num_rows for t in tables]))
+    common = [k for k in labels[0] if all(k in lab for lab in labels)]
     return ChunkDataset(images=images, state=torch.cat(columns["state"]), action=torch.cat(columns["action"]),
                         episode_index=torch.cat(columns["episode"]), frame_index=torch.cat(columns["frame"]),
-                        tasks=tasks, chunk_size=chunk_size, stats=stats)
+                        tasks=tasks, chunk_size=chunk_size, stats=stats,
+                        labels={k: torch.cat([lab[k] for lab in labels]) for k in common},
+                        subtasks=(sum(subtasks, []) if all(s is not None for s in subtasks) else None))
+
+
+# The per-frame labels a recording carries (``vla_course.data.recording``), and their dtypes.
+LABELS = {"next.success": torch.bool, "next.done": torch.bool, "episode_success": torch.bool,
+          "steps_to_go": torch.long, "expert_in_control": torch.bool}
+
+
+def _frame_labels(table, order: Tensor, episode: Tensor) -> dict[str, Tensor]:
+    """The labels of one recording's frames (in ``order``; ``episode`` already ordered). Recordings without a
+    label get what the episode boundaries give: done on each episode's last frame, the frames left, and the
+    outcome from ``next.success``."""
+    have = set(table.column_names)
+    out = {}
+    for name, dtype in LABELS.items():
+        if name in have:
+            col = np.asarray(table.column(name).to_pylist()).reshape(table.num_rows, -1)[:, 0]
+            out[name] = torch.as_tensor(col.astype(np.int64))[order].to(dtype)
+    last = torch.ones(len(episode), dtype=torch.bool)
+    last[:-1] = episode[1:] != episode[:-1]
+    if "next.done" not in out:
+        out["next.done"] = last
+    if "steps_to_go" not in out:
+        # frames left in the episode: count down from each episode's end
+        ends = torch.nonzero(last).flatten()
+        starts = torch.cat([torch.zeros(1, dtype=torch.long), ends[:-1] + 1])
+        out["steps_to_go"] = torch.cat([torch.arange(e - s, -1, -1) for s, e in zip(starts.tolist(), ends.tolist())])
+    if "episode_success" not in out and "next.success" in out:
+        _, inverse = torch.unique_consecutive(episode, return_inverse=True)
+        hits = torch.zeros(int(inverse.max()) + 1, dtype=torch.long).index_add_(0, inverse, out["next.success"].long())
+        out["episode_success"] = (hits > 0)[inverse]
+    return out
+
+
+def _subtasks(root, table, order: Tensor) -> list[str] | None:
+    """The subtask text of each frame (in ``order``), from ``subtask_index`` and ``meta/subtasks.json``."""
+    import json
+
+    path = Path(root) / "meta" / "subtasks.json"
+    if "subtask_index" not in table.column_names or not path.exists():
+        return None
+    names = json.loads(path.read_text())
+    index = np.asarray(table.column("subtask_index").to_pylist()).reshape(table.num_rows, -1)[:, 0]
+    return [names[int(index[i])] for i in order.tolist()]
 
 
 def random_shift(images: Tensor, pad: int, generator: torch.Generator | None = None) -> Tensor:

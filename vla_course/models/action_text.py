@@ -24,10 +24,6 @@ Two costs follow, and chapter 01 measures both:
 from __future__ import annotations
 
 import numpy as np
-import torch
-from torch import Tensor
-
-from .transformer import joint_forward, rope_cos_sin
 
 BIN_WORD_PREFIX = "act_"
 
@@ -131,35 +127,6 @@ def add_action_words(vlm, tokenizer: ActionTextTokenizer) -> list[int]:
     ids = vlm.tokenizer.add_words(tokenizer.words())
     vlm.resize_token_embeddings()
     return ids
-
-
-@torch.inference_mode()
-def greedy_decode(vlm, batch: dict, num_tokens: int, allowed_ids=None, prompts: list[str] | None = None,
-                  ) -> Tensor:
-    """Write exactly ``num_tokens`` words greedily, one decoder step each, with the KV cache.
-
-    The same path as :meth:`TinyVLM.generate` (prefill once, then one token per forward pass),
-    but it never stops at ``<eos>`` and can be constrained to ``allowed_ids`` (RT-2 restricts
-    decoding to the action words). Returns ids (B, num_tokens).
-    """
-    h_last, cache = vlm.prefill(batch, prompts)
-    bsz, dev = h_last.shape[0], h_last.device
-    vocab = vlm.embed.num_embeddings
-    bias = torch.zeros(vocab, device=dev)
-    if allowed_ids is not None:
-        bias.fill_(float("-inf"))
-        bias[torch.as_tensor(list(allowed_ids), dtype=torch.long, device=dev)] = 0.0
-    hd, base = vlm.config.head_dim, vlm.config.rope_base
-    out = [(vlm.logits(h_last) + bias).argmax(-1)]
-    for _ in range(num_tokens - 1):
-        x = vlm.embed_tokens(out[-1])[:, None]
-        key_pad = torch.cat([cache.pad_mask, torch.ones(bsz, 1, dtype=torch.bool, device=dev)], 1)
-        (h,), new_cache = joint_forward([vlm.backbone], [x], key_pad[:, None, :], kv_cache=cache,
-                                        return_cache=True, rope=rope_cos_sin(cache.next_pos[:, None], hd, base))
-        new_cache.pad_mask = key_pad
-        cache = new_cache
-        out.append((vlm.logits(h[:, 0]) + bias).argmax(-1))
-    return torch.stack(out, 1)
 
 
 def expert_action_chunks(num_episodes: int = 4, chunk_size: int = 16, seed: int = 0,

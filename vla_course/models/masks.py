@@ -32,11 +32,50 @@ caches it with the prefix.
 An ``ar_mask`` can only say "see all earlier blocks". Some layouts need more.
 In Knowledge Insulation, the action expert must **not** see the FAST tokens
 that come before it. :class:`Block` therefore takes an optional ``sees=``
-list of block names. :func:`block_mask` builds the general mask, and
-:meth:`BlockLayout.ar_mask` gives the openpi encoding when one exists.
+list of block names. :func:`block_mask` builds the general mask (``Pi0`` always
+uses it), and :meth:`BlockLayout.ar_mask` gives the openpi encoding when one
+exists (the tests check the two agree there).
 
-    >>> layout = pi0_layout(prefix_len=4, chunk_size=3)
-    >>> print(ascii_mask(layout))      # draws the picture above
+    >>> print(ascii_mask(pi0_layout(prefix_len=4, chunk_size=3)))
+         pre pre pre pre sta act act act
+    pre [  #   #   #   #   .   .   .   . ]
+    pre [  #   #   #   #   .   .   .   . ]
+    pre [  #   #   #   #   .   .   .   . ]
+    pre [  #   #   #   #   .   .   .   . ]
+    sta [  #   #   #   #   #   .   .   . ]
+    act [  #   #   #   #   #   #   #   # ]
+    act [  #   #   #   #   #   #   #   # ]
+    act [  #   #   #   #   #   #   #   # ]
+
+The three layouts of the course's one VLA core (:func:`vla_layout`), each a list of blocks:
+
+* ``"pi0"``: ``prefix | state | actions`` (above).
+* ``"knowledge_insulation"`` (KI, Driess et al. 2025, App. B): the backbone also decodes the chunk as
+  FAST tokens, causally, after the prefix; the action expert sees the prefix and itself, **not** the
+  FAST tokens (it must not copy the discrete answer); nothing of the backbone sees the expert::
+
+    >>> print(ascii_mask(ki_layout(prefix_len=2, fast_len=2, chunk_size=2)))
+         pre pre fas fas sta act act
+    pre [  #   #   .   .   .   .   . ]
+    pre [  #   #   .   .   .   .   . ]
+    fas [  #   #   #   .   .   .   . ]
+    fas [  #   #   #   #   .   .   . ]
+    sta [  #   #   .   .   #   .   . ]
+    act [  #   #   .   .   #   #   # ]
+    act [  #   #   .   .   #   #   # ]
+
+* ``"subtask"`` (pi0.5): the backbone decodes the next subtask in words, causally; the action expert
+  acts on it, so it sees the prefix *and* the subtask (an ``ar_mask`` layout)::
+
+    >>> print(ascii_mask(subtask_layout(prefix_len=2, subtask_len=2, chunk_size=2)))
+         pre pre sub sub sta act act
+    pre [  #   #   .   .   .   .   . ]
+    pre [  #   #   .   .   .   .   . ]
+    sub [  #   #   #   .   .   .   . ]
+    sub [  #   #   #   #   .   .   . ]
+    sta [  #   #   #   #   #   .   . ]
+    act [  #   #   #   #   #   #   # ]
+    act [  #   #   #   #   #   #   # ]
 """
 
 from __future__ import annotations
@@ -215,6 +254,31 @@ def ki_layout(prefix_len: int, fast_len: int, chunk_size: int) -> BlockLayout:
         ("state", 1, "bidirectional", ("prefix",)),
         ("actions", chunk_size, "bidirectional", ("prefix", "state")),
     ])
+
+
+def subtask_layout(prefix_len: int, subtask_len: int, chunk_size: int) -> BlockLayout:
+    """pi0.5: the prefix, then the subtask words the backbone decodes (causal), then state and actions,
+    which see everything before them (the subtask included)."""
+    return BlockLayout([("prefix", prefix_len), ("subtask", subtask_len, "causal"), ("state", 1),
+                        ("actions", chunk_size)])
+
+
+# Layout name -> (the backbone's answer block, or None; whether the action expert sees that block).
+LAYOUTS = {"pi0": (None, False), "knowledge_insulation": ("fast", False), "subtask": ("subtask", True)}
+
+
+def vla_layout(kind: str, prefix_len: int, answer_len: int, chunk_size: int) -> BlockLayout:
+    """The layout ``kind`` (a key of :data:`LAYOUTS`) of ``Pi0``'s sequence: prefix, the backbone's answer
+    block (``answer_len`` tokens; 0 leaves it empty, e.g. at inference), state, actions."""
+    if kind == "pi0":
+        if answer_len:
+            raise ValueError("the 'pi0' layout has no answer block; use 'subtask' or 'knowledge_insulation'")
+        return pi0_layout(prefix_len, chunk_size)
+    if kind == "knowledge_insulation":
+        return ki_layout(prefix_len, answer_len, chunk_size)
+    if kind == "subtask":
+        return subtask_layout(prefix_len, answer_len, chunk_size)
+    raise ValueError(f"unknown layout {kind!r}; use one of {sorted(LAYOUTS)}")
 
 
 def ascii_mask(layout: BlockLayout | Sequence, pad_mask: Tensor | None = None, width: int = 3) -> str:

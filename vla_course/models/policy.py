@@ -21,12 +21,13 @@ from .pi0 import Pi0
 
 
 class Pi0Policy:
-    """``reset()`` then ``act(frame) -> np.ndarray (6,)`` joint targets (degrees, gripper 0..100).
+    """``reset()`` then ``act(frame) -> np.ndarray (6,)`` **absolute** joint targets (degrees, gripper 0..100),
+    for every checkpoint: a model trained on relative actions converts back itself (``Pi0Config.delta_mask``).
 
     Args:
         model: a trained :class:`Pi0` (its normalisation statistics must be set).
         n_action_steps: how many actions of each chunk to execute before re-planning
-            (at most ``chunk_size``; the default is half a chunk).
+            (at most ``chunk_size``; default: the model's ``config.n_action_steps``, which its recipe measured).
         num_steps: Euler steps per chunk (10 in pi0).
         seed: seeds the initial noise, so rollouts can be reproduced.
     """
@@ -34,7 +35,7 @@ class Pi0Policy:
     def __init__(self, model: Pi0, n_action_steps: int | None = None, num_steps: int = 10, seed: int | None = None):
         h = model.config.chunk_size
         self.model = model.eval()
-        self.n_action_steps = n_action_steps or max(1, h // 2)
+        self.n_action_steps = n_action_steps or model.config.n_action_steps
         if not 1 <= self.n_action_steps <= h:
             raise ValueError(f"n_action_steps must be in 1..{h}, got {self.n_action_steps}")
         self.num_steps = num_steps

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .flow import sincos_time_embedding
+from ..heads.nets import sincos_time_embedding
 from .transformer import KVCache, apply_rope, attention_bias, rope_cos_sin
 
 
@@ -50,8 +50,8 @@ class CachedSampler:
 
     Args:
         model: the :class:`~vla_course.models.Pi0` (its action expert and action/time projections are read).
-        cache: keys/values of [prefix, state token], from ``joint_forward(..., return_cache=True)``.
-        allowed: bool (B, H, N_cache + H), the action rows of the pi0 mask.
+        cache: keys/values of [backbone tokens, state token], from ``joint_forward(..., return_cache=True)``.
+        allowed: bool (B, H, N_cache + H), the action rows of the layout's mask.
         positions: long (B, H), the RoPE positions of the action tokens.
         num_steps: Euler steps from t=1 (noise) to t=0 (actions).
     """

@@ -31,11 +31,13 @@ def course_tokenizer() -> WordTokenizer:
     return tok
 
 
-def tiny_pi0(chunk_size: int = 4, action_loss_to_backbone: bool = True, seed: int = 0) -> Pi0:
+def tiny_pi0(chunk_size: int = 4, knowledge_insulation: bool = False, seed: int = 0, **config) -> Pi0:
+    """A Pi0 small enough for unit tests; ``config`` goes to :class:`Pi0Config` (layout, delta_mask, ...)."""
     torch.manual_seed(seed)
     vlm = TinyVLM(course_tokenizer(), tiny_vlm_config())
     return Pi0(vlm, Pi0Config(chunk_size=chunk_size, expert_width=16, expert_mlp_dim=32,
-                              action_loss_to_backbone=action_loss_to_backbone))
+                              n_action_steps=config.pop("n_action_steps", max(1, chunk_size // 2)),
+                              knowledge_insulation=knowledge_insulation, **config))
 
 
 def random_images(batch_size: int, seed: int = 0, image_size: int = IMAGE_SIZE) -> dict:

@@ -23,7 +23,7 @@ once, keep each layer's K and V (:class:`KVCache`), and then run only the
 suffix against them at each of the 10 Euler steps. Text generation uses the
 same cache, one token at a time.
 
-**Knowledge insulation (KI).** With ``insulate=True``, the queries of the
+**Knowledge insulation (KI).** With ``knowledge_insulation=True``, the queries of the
 non-backbone experts see the backbone's keys and values through a
 stop-gradient:
 
@@ -35,7 +35,7 @@ learns only from its own losses (text, FAST tokens), and the freshly
 initialised expert cannot damage what the VLM knows.
 
 Positions use RoPE, as Gemma does, with positions ``cumsum(pad_mask) - 1``
-(openpi), so padding takes up no position.
+(openpi, :func:`positions_from_pad`), so padding takes up no position.
 """
 
 from __future__ import annotations
@@ -100,10 +100,6 @@ class ExpertLayer(nn.Module):
         self.gate_up = nn.Linear(cfg.width, 2 * cfg.mlp_dim, bias=False)
         self.down = nn.Linear(cfg.mlp_dim, cfg.width, bias=False)
 
-    def mlp(self, x: Tensor) -> Tensor:
-        gate, up = self.gate_up(self.mlp_norm(x)).chunk(2, dim=-1)
-        return self.down(F.gelu(gate, approximate="tanh") * up)
-
 
 class Expert(nn.Module):
     """A full stack of weights (``depth`` layers plus a final norm) for one kind of token."""
@@ -118,14 +114,14 @@ class Expert(nn.Module):
 class KVCache:
     """Per-layer keys and values of tokens already processed, each (B, heads, N, head_dim).
 
-    ``pad_mask`` (B, N) records which cached tokens are real. ``next_pos`` (B,)
-    is the RoPE position the next token will get. For insulation, every
-    cached token counts as a backbone (expert 0) token. (Insulation only
-    matters for gradients, i.e. in training; pi0's sampler also caches the
-    state token, which is harmless there.)
+    The cache owns its ``pad_mask`` (B, N): which cached tokens are real. :func:`joint_forward` fills it in
+    (the new tokens' pad mask appended to the old cache's), so a caller never has to. ``next_pos`` (B,) is
+    the RoPE position the next token will get. For insulation, every cached token counts as a backbone
+    (expert 0) token. (Insulation only matters for gradients, i.e. in training; pi0's sampler also caches
+    the state token, which is harmless there.)
     """
 
-    def __init__(self, keys: list[Tensor], values: list[Tensor], pad_mask: Tensor | None = None):
+    def __init__(self, keys: list[Tensor], values: list[Tensor], pad_mask: Tensor):
         self.keys, self.values, self.pad_mask = keys, values, pad_mask
 
     @property
@@ -135,6 +131,12 @@ class KVCache:
     @property
     def next_pos(self) -> Tensor:
         return self.pad_mask.long().sum(-1)
+
+
+def positions_from_pad(pad_mask: Tensor, offset: Tensor | int = 0) -> Tensor:
+    """openpi's RoPE positions: ``cumsum(pad) - 1``, so padding takes up no position."""
+    off = offset[:, None] if isinstance(offset, Tensor) else offset
+    return (torch.cumsum(pad_mask.long(), 1) - 1).clamp(min=0) + off
 
 
 def rope_cos_sin(positions: Tensor, head_dim: int, base: float = 10_000.0) -> tuple[Tensor, Tensor]:
@@ -188,9 +190,10 @@ def joint_forward(
     positions: Tensor | None = None,
     kv_cache: KVCache | None = None,
     return_cache: bool = False,
-    insulate: bool = False,
+    knowledge_insulation: bool = False,
     rope: tuple[Tensor, Tensor] | None = None,
     rope_base: float = 10_000.0,
+    pad_mask: Tensor | None = None,
 ) -> tuple[list[Tensor | None], KVCache | None]:
     """Run token groups through their experts with one masked attention per layer.
 
@@ -206,10 +209,11 @@ def joint_forward(
         positions: long (B, N_new), the RoPE positions of the new tokens. It is not
             needed when ``rope`` (precomputed :func:`rope_cos_sin`) is given.
         kv_cache: keys/values of earlier tokens (e.g. the prefix). They are prepended.
-        return_cache: if True, return a cache holding cached + new K/V. Its
-            ``pad_mask`` is filled in by the caller.
-        insulate: knowledge insulation. Queries of experts 1.. see the backbone's
-            (expert 0's, including all cached) keys/values through a stop-gradient.
+        return_cache: if True, return a cache holding cached + new K/V, and their pad mask.
+        knowledge_insulation: queries of experts 1.. see the backbone's (expert 0's, including all
+            cached) keys/values through a stop-gradient.
+        pad_mask: bool (B, N_new), which new tokens are real (default: all). It goes into the returned
+            cache; the attention itself reads only ``attn_mask``.
 
     Returns:
         (outputs, cache): ``outputs[e]`` is the final-normed hidden states of
@@ -240,7 +244,7 @@ def joint_forward(
     # Insulation matters only if some non-backbone query may look at backbone keys.
     n_backbone_new = lengths[0] if active[0] == 0 else 0
     n_backbone_keys = n_cache + n_backbone_new
-    split_rows = insulate and n_backbone_keys > 0 and n_backbone_new < n_new
+    split_rows = knowledge_insulation and n_backbone_keys > 0 and n_backbone_new < n_new
 
     hidden = {e: inputs[e] for e in active}
     new_keys, new_values = [], []
@@ -287,5 +291,10 @@ def joint_forward(
     outputs: list[Tensor | None] = [None] * len(inputs)
     for e in active:
         outputs[e] = experts[e].final_norm(hidden[e])
-    cache = KVCache(new_keys, new_values, pad_mask=None) if return_cache else None
+    cache = None
+    if return_cache:
+        new_pad = torch.ones(bsz, n_new, dtype=torch.bool, device=hidden[active[0]].device) if pad_mask is None \
+            else pad_mask.bool()
+        cache = KVCache(new_keys, new_values,
+                        new_pad if kv_cache is None else torch.cat([kv_cache.pad_mask, new_pad], 1))
     return outputs, cache

@@ -22,7 +22,7 @@ precision, and each keypoint becomes one more token::
     feature map (c, n, n) ─1x1 conv─► K maps ─softmax over n*n cells─► K expected (x, y) in [-1, 1]
                           ─linear(2 → width) + keypoint embedding─► K tokens
 
-**Instruction keypoints** (optional, ``query_keypoints=Q``). The K maps above are the same whatever
+**Instruction keypoints** (optional, ``instruction_keypoints=Q``). The K maps above are the same whatever
 the instruction says, so "where is *the blue* cube" is left to the transformer, which sees the image
 only through 4x4 grid cells and those K points. An instruction keypoint's 1x1 filter is computed from
 the instruction (a linear map of its mean word embedding), so its map lights up where the named
@@ -77,7 +77,7 @@ def to_float_chw(images: Tensor, image_size: int) -> Tensor:
     return images * 2.0 - 1.0
 
 
-class ConvTokenizer(nn.Module):
+class ImageEncoder(nn.Module):
     """Small CNN that turns each camera frame into ``grid*grid`` tokens.
 
     Args:
@@ -88,12 +88,13 @@ class ConvTokenizer(nn.Module):
         channels: conv channels (c1, c2).
         keypoints: keypoint tokens per camera (0: none).
         keypoint_layer: which conv's output the keypoints read (1: 24x24 map, 2: 12x12 map, 3: 6x6 map).
-        query_keypoints: instruction keypoint tokens per camera (0: none); they read ``keypoint_layer`` too.
+        instruction_keypoints: instruction keypoint tokens per camera (0: none); they read ``keypoint_layer``
+            too. (Their weights are named ``kq_*``: keypoints from a query.)
     """
 
     def __init__(self, width: int, num_cameras: int = 2, image_size: int = 96, grid: int = 4,
                  channels: tuple[int, int] = (32, 64), keypoints: int = 0, keypoint_layer: int = 2,
-                 query_keypoints: int = 0):
+                 instruction_keypoints: int = 0):
         super().__init__()
         if image_size % 16 != 0:
             raise ValueError(f"image_size must be a multiple of 16, got {image_size}")
@@ -110,15 +111,15 @@ class ConvTokenizer(nn.Module):
         self.proj = nn.Linear(c2, width)
         self.pos_emb = nn.Parameter(torch.randn(grid * grid, width) * 0.02)
         self.cam_emb = nn.Parameter(torch.randn(num_cameras, width) * 0.02)
-        self.keypoints, self.keypoint_layer, self.query_keypoints = 0, keypoint_layer, 0
+        self.keypoints, self.keypoint_layer, self.instruction_keypoints = 0, keypoint_layer, 0
         if keypoints:
             self.add_keypoints(keypoints, keypoint_layer)
-        if query_keypoints:
-            self.add_query_keypoints(query_keypoints)
+        if instruction_keypoints:
+            self.add_instruction_keypoints(instruction_keypoints)
 
     @property
     def tokens_per_camera(self) -> int:
-        return self.grid * self.grid + self.keypoints + self.query_keypoints
+        return self.grid * self.grid + self.keypoints + self.instruction_keypoints
 
     def add_keypoints(self, keypoints: int, layer: int = 2, temperature: float = 1.0) -> None:
         """Add ``keypoints`` spatial-softmax tokens per camera, read from conv ``layer``'s output (new weights;
@@ -134,13 +135,13 @@ class ConvTokenizer(nn.Module):
         self.kp_proj = nn.Linear(2, width)
         self.kp_emb = nn.Parameter(torch.randn(keypoints, width) * 0.02)
 
-    def add_query_keypoints(self, keypoints: int, temperature: float = 1.0) -> None:
+    def add_instruction_keypoints(self, keypoints: int, temperature: float = 1.0) -> None:
         """Add ``keypoints`` instruction keypoint tokens per camera (new weights), read from the map of
         ``keypoint_layer``. Their filters come from the instruction (see the module docstring)."""
         if keypoints < 1:
-            raise ValueError(f"need query keypoints >= 1, got {keypoints}")
+            raise ValueError(f"need instruction keypoints >= 1, got {keypoints}")
         width, c_in = self.proj.out_features, self.stem[2 * self.keypoint_layer - 2].out_channels
-        self.query_keypoints = keypoints
+        self.instruction_keypoints = keypoints
         self.kq_filters = nn.Linear(width, keypoints * c_in)  # instruction -> Q filters of c_in channels
         self.kq_log_temp = nn.Parameter(torch.tensor(math.log(temperature)))
         self.kq_proj = nn.Linear(2, width)
@@ -150,10 +151,10 @@ class ConvTokenizer(nn.Module):
         """(N, c, n, n) feature map -> (N, K, 2) expected (x, y) of each keypoint map, in [-1, 1]."""
         return soft_argmax(self.kp_maps(feat) * torch.exp(-self.kp_log_temp))
 
-    def query_softmax(self, feat: Tensor, query: Tensor) -> Tensor:
+    def instruction_softmax(self, feat: Tensor, query: Tensor) -> Tensor:
         """(N, c, n, n) feature map and (N, width) instruction -> (N, Q, 2) expected (x, y) of each
         instruction keypoint's map (the map is the feature map dotted with a filter made from the instruction)."""
-        filters = self.kq_filters(query).view(query.shape[0], self.query_keypoints, -1)  # (N, Q, c)
+        filters = self.kq_filters(query).view(query.shape[0], self.instruction_keypoints, -1)  # (N, Q, c)
         logits = torch.einsum("nchw,nqc->nqhw", feat, filters) * torch.exp(-self.kq_log_temp)
         return soft_argmax(logits)
 
@@ -178,7 +179,7 @@ class ConvTokenizer(nn.Module):
         then the instruction keypoints."""
         if len(images) != self.num_cameras:
             raise ValueError(f"expected {self.num_cameras} camera images, got {len(images)}")
-        if self.query_keypoints and query is None:
+        if self.instruction_keypoints and query is None:
             raise ValueError("this encoder has instruction keypoints: pass the instruction's embedding as query")
         x = torch.cat([to_float_chw(im, self.image_size) for im in images], 0)  # (n_cam*B, 3, S, S)
         bsz = x.shape[0] // self.num_cameras
@@ -188,8 +189,8 @@ class ConvTokenizer(nn.Module):
             if i == 2 * self.keypoint_layer - 1:  # after that conv's GELU
                 if self.keypoints:
                     kp = self.spatial_softmax(feat)
-                if self.query_keypoints:
-                    kq = self.query_softmax(feat, query.repeat(self.num_cameras, 1))
+                if self.instruction_keypoints:
+                    kq = self.instruction_softmax(feat, query.repeat(self.num_cameras, 1))
         if feat.shape[-1] != self.grid:
             feat = F.adaptive_avg_pool2d(feat, self.grid)
         tok = self.proj(feat.flatten(2).transpose(1, 2))  # (n_cam*B, g*g, width)
@@ -199,8 +200,8 @@ class ConvTokenizer(nn.Module):
             tok = torch.cat([tok, kp_tok], 2)
         if kq is not None:
             # kept for a localisation loss (Pi0Config.localization_weight): (B, cameras, Q, 2)
-            self.query_xy = kq.view(self.num_cameras, bsz, self.query_keypoints, 2).transpose(0, 1)
-            kq_tok = (self.kq_proj(kq) + self.kq_emb).view(self.num_cameras, bsz, self.query_keypoints, -1)
+            self.instruction_xy = kq.view(self.num_cameras, bsz, self.instruction_keypoints, 2).transpose(0, 1)
+            kq_tok = (self.kq_proj(kq) + self.kq_emb).view(self.num_cameras, bsz, self.instruction_keypoints, -1)
             tok = torch.cat([tok, kq_tok], 2)
         tok = tok + self.cam_emb[:, None, None, :]
         return tok.permute(1, 0, 2, 3).reshape(bsz, -1, tok.shape[-1])

@@ -19,21 +19,20 @@ second expert next to them (see ``pi0.py``).
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_model, save_model
 from torch import Tensor, nn
 
 from ..constants import CAMERAS, IMAGE_KEY_PREFIX, IMAGE_SIZE
 from .masks import make_att_2d_masks
+from .serialization import config_from_dict, load_weights, read_config, save_checkpoint
 from .tokenizer import WordTokenizer
-from .transformer import Expert, ExpertConfig, KVCache, joint_forward, rope_cos_sin
-from .vision import ConvTokenizer
+from .transformer import Expert, ExpertConfig, KVCache, joint_forward, positions_from_pad, rope_cos_sin
+from .vision import ImageEncoder
 
 
 @dataclass
@@ -55,7 +54,7 @@ class VLMConfig:
     vision_channels: tuple[int, int] = (32, 64)
     keypoints: int = 0  # spatial-softmax keypoint tokens per camera (pi0 adds them; see vision.py)
     keypoint_layer: int = 2
-    query_keypoints: int = 0  # instruction keypoint tokens per camera (see vision.py)
+    instruction_keypoints: int = 0  # instruction keypoint tokens per camera (see vision.py)
     max_prompt_len: int = 24  # prompt words (after <bos>) kept; longer prompts are cut
     rope_base: float = 10_000.0
 
@@ -77,12 +76,6 @@ def camera_images(batch: dict, cameras: tuple[str, ...]) -> list[Tensor]:
     return out
 
 
-def positions_from_pad(pad_mask: Tensor, offset: Tensor | int = 0) -> Tensor:
-    """openpi positions: ``cumsum(pad) - 1``, so padding takes up no position."""
-    off = offset[:, None] if isinstance(offset, Tensor) else offset
-    return (torch.cumsum(pad_mask.long(), 1) - 1).clamp(min=0) + off
-
-
 class TinyVLM(nn.Module):
     """Vision encoder + word embeddings + backbone transformer + tied LM head.
 
@@ -99,27 +92,27 @@ class TinyVLM(nn.Module):
         super().__init__()
         self.config = config = config or VLMConfig()
         self.tokenizer = tokenizer
-        self.vision = ConvTokenizer(config.width, len(config.cameras), config.image_size, config.grid,
-                                    tuple(config.vision_channels), config.keypoints, config.keypoint_layer,
-                                    config.query_keypoints)
+        self.vision = ImageEncoder(config.width, len(config.cameras), config.image_size, config.grid,
+                                   tuple(config.vision_channels), config.keypoints, config.keypoint_layer,
+                                   config.instruction_keypoints)
         self.embed = nn.Embedding(len(tokenizer), config.width)
         nn.init.normal_(self.embed.weight, std=1.0 / math.sqrt(config.width))
         self.backbone = Expert(config.backbone())
 
     def set_grid(self, grid: int) -> None:
-        """Image tokens per side per camera (see ``ConvTokenizer.set_grid``); the config follows."""
+        """Image tokens per side per camera (see ``ImageEncoder.set_grid``); the config follows."""
         self.vision.set_grid(grid)
         self.config = replace(self.config, grid=grid)
 
     def add_keypoints(self, keypoints: int, layer: int = 2, temperature: float = 1.0) -> None:
-        """Add spatial-softmax keypoint tokens to every camera (see ``ConvTokenizer.add_keypoints``)."""
+        """Add spatial-softmax keypoint tokens to every camera (see ``ImageEncoder.add_keypoints``)."""
         self.vision.add_keypoints(keypoints, layer, temperature)
         self.config = replace(self.config, keypoints=keypoints, keypoint_layer=layer)
 
-    def add_query_keypoints(self, keypoints: int, temperature: float = 1.0) -> None:
-        """Add instruction keypoint tokens to every camera (see ``ConvTokenizer.add_query_keypoints``)."""
-        self.vision.add_query_keypoints(keypoints, temperature)
-        self.config = replace(self.config, query_keypoints=keypoints)
+    def add_instruction_keypoints(self, keypoints: int, temperature: float = 1.0) -> None:
+        """Add instruction keypoint tokens to every camera (see ``ImageEncoder.add_instruction_keypoints``)."""
+        self.vision.add_instruction_keypoints(keypoints, temperature)
+        self.config = replace(self.config, instruction_keypoints=keypoints)
 
     # ---- vocabulary growth ------------------------------------------------------------
     def resize_token_embeddings(self) -> None:
@@ -140,8 +133,11 @@ class TinyVLM(nn.Module):
 
     # ---- embeddings --------------------------------------------------------------------
     def tokenize(self, texts: list[str], add_bos: bool, add_eos: bool, max_len: int | None = None,
-                 ) -> tuple[Tensor, Tensor]:
-        """Right-padded ids (B, L) and pad mask (B, L), with L = longest text in the batch."""
+                 append_ids: list[list[int]] | None = None) -> tuple[Tensor, Tensor]:
+        """Right-padded ids (B, L) and pad mask (B, L), with L = longest text in the batch.
+
+        ``max_len`` cuts each text's words; ``append_ids`` (one list per row, e.g. a discretised state)
+        follow the kept words, uncut."""
         if len(self.tokenizer) != self.embed.num_embeddings:
             raise RuntimeError(f"tokenizer has {len(self.tokenizer)} words but the embedding has "
                                f"{self.embed.num_embeddings} rows; call resize_token_embeddings()")
@@ -150,6 +146,8 @@ class TinyVLM(nn.Module):
             ids = self.tokenizer.encode(t)
             if max_len is not None:
                 ids = ids[:max_len]
+            if append_ids is not None:
+                ids = ids + list(append_ids[len(seqs)])
             seqs.append(([self.tokenizer.bos_id] if add_bos else []) + ids + ([self.tokenizer.eos_id] if add_eos else []))
         length = max(1, max(len(s) for s in seqs))
         ids = torch.full((len(seqs), length), self.tokenizer.pad_id, dtype=torch.long)
@@ -164,8 +162,9 @@ class TinyVLM(nn.Module):
         """Word embeddings, scaled by sqrt(width) as in Gemma."""
         return self.embed(ids) * math.sqrt(self.config.width)
 
-    def embed_prefix(self, batch: dict, prompts: list[str] | None = None) -> tuple[Tensor, Tensor]:
-        """Prefix = [image tokens of every camera, <bos> + prompt words].
+    def embed_prefix(self, batch: dict, prompts: list[str] | None = None,
+                     append_ids: list[list[int]] | None = None) -> tuple[Tensor, Tensor]:
+        """Prefix = [image tokens of every camera, <bos> + prompt words (+ ``append_ids``)].
 
         It returns embeddings (B, Np, W) and the pad mask (B, Np). The whole
         prefix is one bidirectional block (ar_mask all zeros).
@@ -175,9 +174,9 @@ class TinyVLM(nn.Module):
         if isinstance(prompts, str):
             prompts = [prompts]
         ids, text_pad = self.tokenize(list(prompts), add_bos=True, add_eos=False,
-                                      max_len=self.config.max_prompt_len)
+                                      max_len=self.config.max_prompt_len, append_ids=append_ids)
         text = self.embed_tokens(ids)
-        query = mean_embedding(text, text_pad) if self.config.query_keypoints else None
+        query = mean_embedding(text, text_pad) if self.config.instruction_keypoints else None
         images = camera_images(batch, self.config.cameras)
         if len(images[0]) != ids.shape[0]:
             raise ValueError(f"{len(images[0])} images but {ids.shape[0]} prompts")
@@ -211,70 +210,73 @@ class TinyVLM(nn.Module):
         mask = make_att_2d_masks(pad, ar)
         (h,), _ = joint_forward([self.backbone], [x], mask, positions_from_pad(pad),
                                 rope_base=self.config.rope_base)
-        n_p = prefix.shape[1]
-        last = prefix_pad.long().sum(1) - 1  # index of the last real prefix token
-        first = h[torch.arange(h.shape[0]), last][:, None]  # (B, 1, W) predicts answer word 0
-        pred_h = torch.cat([first, h[:, n_p: n_p + ans_ids.shape[1] - 1]], 1)
-        targets = ans_ids.masked_fill(~ans_pad, -100)
-        return self.logits(pred_h), targets
+        return self.logits(shifted_answer_hidden(h, prefix_pad, ans_ids.shape[1])), \
+            ans_ids.masked_fill(~ans_pad, -100)
 
-    def compute_loss(self, batch: dict) -> Tensor:
-        """Cross-entropy on the answer words (and <eos>) only."""
+    def compute_loss(self, batch: dict, reduction: str = "mean") -> Tensor:
+        """Cross-entropy on the answer words (and <eos>) only: a scalar, or (B,) per row with
+        ``reduction="none"`` (each row's mean over its own answer words)."""
         logits, targets = self.answer_logits(batch)
-        return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
+        return answer_cross_entropy(logits, targets, reduction)
 
     # ---- inference ---------------------------------------------------------------------
     def prefill(self, batch: dict, prompts: list[str] | None = None) -> tuple[Tensor, KVCache]:
         """Run the prefix once through the backbone.
 
         It returns the final hidden state of each row's last real prefix token
-        (B, W) and the KV cache.
+        (B, W) and the KV cache (which holds the prefix's pad mask).
         """
         prefix, pad = self.embed_prefix(batch, prompts)
         mask = make_att_2d_masks(pad, torch.zeros(pad.shape[1], dtype=torch.long, device=pad.device))
         (h,), cache = joint_forward([self.backbone], [prefix], mask, positions_from_pad(pad),
-                                    return_cache=True, rope_base=self.config.rope_base)
-        cache.pad_mask = pad
+                                    return_cache=True, rope_base=self.config.rope_base, pad_mask=pad)
         last = pad.long().sum(1) - 1
         return h[torch.arange(h.shape[0]), last], cache
 
     @torch.inference_mode()
-    def generate(self, batch: dict, prompts: list[str] | str | None = None, max_new_tokens: int = 8,
-                 return_logits: bool = False):
-        """Greedy decoding with a KV cache. It returns one answer string per row.
+    def generate(self, batch: dict, max_new_tokens: int = 8, allowed_ids=None, return_cache: bool = False,
+                 prompts: list[str] | str | None = None, return_ids: bool = False, return_logits: bool = False):
+        """Greedy decoding with a KV cache: the course's one decoder (VQA answers, action words, subtasks).
 
-        ``batch`` holds the camera images (and ``"prompt"`` unless ``prompts`` is given).
-        With ``return_logits=True`` it also returns the logits of each step (B, T, V).
+        ``batch`` holds the camera images (and ``"prompt"`` unless ``prompts`` is given). It runs the prefix
+        once (:meth:`prefill`), then one word per forward pass, each seeing every real cached token and
+        itself. A row stops at ``<eos>``; ``allowed_ids`` restricts every step to those ids (RT-2 restricts
+        decoding to its action words; without ``<eos>`` among them, exactly ``max_new_tokens`` are written).
+
+        Returns the answer strings (one per row); with ``return_ids`` / ``return_logits`` / ``return_cache``
+        a tuple ``(texts, [ids (B, T)], [logits (B, T, V)], [cache])`` of what was asked, in that order. The
+        cache holds the prefix and every generated word but the last (whose keys were never computed).
         """
         if isinstance(prompts, str):
             prompts = [prompts]
         h_last, cache = self.prefill(batch, prompts)
         bsz, dev = h_last.shape[0], h_last.device
-        step_logits = [self.logits(h_last)]
+        bias = torch.zeros(self.embed.num_embeddings, device=dev)
+        if allowed_ids is not None:
+            bias.fill_(float("-inf"))
+            bias[torch.as_tensor(list(allowed_ids), dtype=torch.long, device=dev)] = 0.0
+        eos = self.tokenizer.eos_id
+        step_logits = [self.logits(h_last) + bias]
         out = [step_logits[-1].argmax(-1)]
-        done = out[-1] == self.tokenizer.eos_id
+        done = out[-1] == eos
         hd = self.config.head_dim
         for _ in range(max_new_tokens - 1):
             if bool(done.all()):
                 break
             x = self.embed_tokens(out[-1])[:, None]  # (B, 1, W)
-            pos = cache.next_pos[:, None]
             key_pad = torch.cat([cache.pad_mask, torch.ones(bsz, 1, dtype=torch.bool, device=dev)], 1)
-            mask = key_pad[:, None, :]  # the new word sees every real cached token and itself
-            (h,), new_cache = joint_forward([self.backbone], [x], mask, kv_cache=cache, return_cache=True,
-                                            rope=rope_cos_sin(pos, hd, self.config.rope_base))
-            new_cache.pad_mask = key_pad
-            cache = new_cache
-            step_logits.append(self.logits(h[:, 0]))
-            nxt = step_logits[-1].argmax(-1)
-            nxt = torch.where(done, torch.full_like(nxt, self.tokenizer.eos_id), nxt)
+            (h,), cache = joint_forward([self.backbone], [x], key_pad[:, None, :], kv_cache=cache,
+                                        return_cache=True, rope=rope_cos_sin(cache.next_pos[:, None], hd,
+                                                                             self.config.rope_base))
+            step_logits.append(self.logits(h[:, 0]) + bias)
+            nxt = torch.where(done, torch.full_like(out[-1], eos), step_logits[-1].argmax(-1))
             out.append(nxt)
-            done = done | (nxt == self.tokenizer.eos_id)
+            done = done | (nxt == eos)
         ids = torch.stack(out, 1)
         texts = [self.tokenizer.decode(row.tolist()) for row in ids]
-        if return_logits:
-            return texts, torch.stack(step_logits, 1)
-        return texts
+        extra = ([ids] if return_ids else []) + ([torch.stack(step_logits, 1)] if return_logits else []) \
+            + ([cache] if return_cache else [])
+        return (texts, *extra) if extra else texts
 
     # ---- checkpoints -------------------------------------------------------------------
     def save_pretrained(self, path: str | Path) -> None:
@@ -284,10 +286,32 @@ class TinyVLM(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path: str | Path) -> TinyVLM:
-        cfg = json.loads((Path(path) / "config.json").read_text())
-        model = cls(WordTokenizer.from_dict(cfg["tokenizer"]), vlm_config_from_dict(cfg["vlm"]))
-        load_model(model, str(Path(path) / "model.safetensors"))
+        cfg = read_config(path)
+        model = cls(tokenizer_from_config(cfg, path), vlm_config_from_dict(cfg.get("vlm"), path))
+        load_weights(model, path)
         return model
+
+
+def shifted_answer_hidden(h: Tensor, prefix_pad: Tensor, answer_len: int) -> Tensor:
+    """The hidden states that predict each answer token, (B, answer_len, W), from a sequence ``h`` laid out as
+    ``[prefix (Np, right-padded) | answer (answer_len) | ...]``: the last real prefix token predicts answer
+    token 0, answer token j-1 predicts token j (teacher forcing)."""
+    n_p = prefix_pad.shape[1]
+    last = prefix_pad.long().sum(1) - 1  # index of the last real prefix token
+    first = h[torch.arange(h.shape[0]), last][:, None]
+    return torch.cat([first, h[:, n_p: n_p + answer_len - 1]], 1)
+
+
+def answer_cross_entropy(logits: Tensor, targets: Tensor, reduction: str = "mean") -> Tensor:
+    """Cross-entropy over the real answer tokens (targets -100 are padding): the mean over every token of the
+    batch, or with ``reduction="none"`` one value per row (its own tokens' mean)."""
+    if reduction == "mean":
+        return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
+    if reduction != "none":
+        raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+    per_token = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=-100, reduction="none")
+    keep = (targets != -100).to(per_token.dtype)
+    return (per_token * keep).sum(1) / keep.sum(1).clamp(min=1)
 
 
 def mean_embedding(emb: Tensor, pad: Tensor) -> Tensor:
@@ -296,15 +320,14 @@ def mean_embedding(emb: Tensor, pad: Tensor) -> Tensor:
     return (emb * keep).sum(1) / keep.sum(1).clamp(min=1)
 
 
-def vlm_config_from_dict(d: dict) -> VLMConfig:
-    d = dict(d)
-    d["cameras"] = tuple(d["cameras"])
-    d["vision_channels"] = tuple(d["vision_channels"])
-    return VLMConfig(**d)
+def vlm_config_from_dict(d: dict, path=None) -> VLMConfig:
+    """``VLMConfig`` from the ``"vlm"`` entry of a config.json (checked: see ``serialization.config_from_dict``)."""
+    return config_from_dict(VLMConfig, d, f"{Path(path) / 'config.json' if path else 'config'} 'vlm'")
 
 
-def save_checkpoint(model: nn.Module, path: str | Path, config: dict) -> None:
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    (path / "config.json").write_text(json.dumps(config, indent=1))
-    save_model(model, str(path / "model.safetensors"))
+def tokenizer_from_config(cfg: dict, path=None) -> WordTokenizer:
+    try:
+        return WordTokenizer.from_dict(cfg["tokenizer"])
+    except (KeyError, TypeError, ValueError) as e:
+        where = Path(path) / "config.json" if path else "config"
+        raise ValueError(f"{where} has no valid 'tokenizer' vocabulary ({e}); re-make the checkpoint") from e

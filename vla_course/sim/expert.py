@@ -59,6 +59,11 @@ MISTAKES = (None, "fumble", "drop")
 DROP_MIN_BIN_DIST = 0.11  # a "drop" happens at least this far from the bin centre (lands on the table)
 HOME_TIP = (0.12, 0.0, 0.12)  # where the fingertip waits after giving up or finishing
 MAX_ATTEMPTS = 5
+# The subtask of each phase, in words the instructions already use (pi0.5's subtask labels; recordings
+# carry them per frame): reach, grasp and lift are "pick up the <c> cube", carrying and letting go
+# "put it in the bin", waiting at home after the last cube (or after giving up) "done".
+PICK_SUBTASK, PLACE_SUBTASK, DONE_SUBTASK = "pick up the {} cube", "put it in the bin", "done"
+PLACE_PHASES = ("transport", "lower", "release")
 NEAR_BIN = 0.11  # a cube closer than this to the bin centre is grasped parallel to the wall
 
 
@@ -183,6 +188,17 @@ class ScriptedExpert:
             x = self.cmd_rot[:, 0]  # the jaw-closing axis (see top_down_rotation)
             self.grasp_angle = float(np.arctan2(x[1], x[0]))
             self.target, self.jaw, self.phase = state["target"], JAW_CLOSED, "lift"
+
+    @property
+    def subtask(self) -> str:
+        """What the expert is doing now, in words (see ``PICK_SUBTASK``): a label for every recorded frame."""
+        if self.phase == "home" or self.gave_up:
+            return DONE_SUBTASK
+        if self.phase in PLACE_PHASES:
+            return PLACE_SUBTASK
+        target = self.target if self.phase != "retreat" else None
+        target = target or self.env.scene_state()["target"]
+        return DONE_SUBTASK if target is None else PICK_SUBTASK.format(target)
 
     def _go(self, phase: str) -> None:
         self.history.append(phase)
