@@ -27,7 +27,9 @@ import torch
 from vla_course.constants import CAMERAS, IMAGE_SIZE, NUM_JOINTS
 from vla_course.models import Pi0, Pi0Config, TinyVLM, VLMConfig, WordTokenizer, format_parameters
 from vla_course.models.transformer import attention_bias, joint_forward
-from vla_course.recipes.pi0 import GRID, KEYPOINT_LAYER, KEYPOINT_TEMP, KEYPOINTS, QUERY_KEYPOINTS
+from vla_course.recipes.pi0 import Pi0BaseRecipe
+
+R = Pi0BaseRecipe()  # the shipped pi0_base's image tokens
 
 
 def build(chunk: int) -> tuple[Pi0, dict]:
@@ -35,12 +37,12 @@ def build(chunk: int) -> tuple[Pi0, dict]:
     tok = WordTokenizer()
     tok.add_texts(["pick up the red cube and put it in the blue bowl", "stack the green cube on the yellow cube"])
     vlm = TinyVLM(tok, VLMConfig())
-    vlm.set_grid(GRID)  # the shipped pi0_base's image tokens: grid cells + keypoints per camera
-    if KEYPOINTS:
-        vlm.add_keypoints(KEYPOINTS, KEYPOINT_LAYER, KEYPOINT_TEMP)
-    if QUERY_KEYPOINTS:
-        vlm.add_query_keypoints(QUERY_KEYPOINTS, KEYPOINT_TEMP)
-    model = Pi0(vlm, Pi0Config(chunk_size=chunk)).eval()
+    vlm.set_grid(R.grid)  # the shipped pi0_base's image tokens: grid cells + keypoints per camera
+    if R.keypoints:
+        vlm.add_keypoints(R.keypoints, R.keypoint_layer, R.keypoint_temp)
+    if R.instruction_keypoints:
+        vlm.add_instruction_keypoints(R.instruction_keypoints, R.keypoint_temp)
+    model = Pi0(vlm, Pi0Config(chunk_size=chunk, delta_mask=R.delta_mask)).eval()
     zeros, ones = torch.zeros(NUM_JOINTS), torch.ones(NUM_JOINTS)
     model.set_normalization_stats({"observation.state": {"mean": zeros, "std": ones},
                                    "action": {"mean": zeros, "std": ones}})

@@ -30,20 +30,20 @@ def main() -> None:
     parser.add_argument("--checkpoint", default="pi0_base")
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument("--seed", type=int, default=10_000)
-    parser.add_argument("--n-action-steps", type=int, default=None, help="default: the checkpoint's metadata")
+    parser.add_argument("--n-action-steps", type=int, default=None, help="default: the checkpoint's config")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)
 
     from vla_course.checkpoints import load_pretrained, read_metadata
     from vla_course.models import format_parameters
-    from vla_course.recipes.pi0 import _by_cubes, chunk_latency_ms, evaluate_pi0
+    from vla_course.training.evaluate import by_cubes, chunk_latency_ms, evaluate_pi0
     from vla_course.robot import make_robot
     from vla_course.robot import observation_to_frame
 
     model = load_pretrained(args.checkpoint, kind="Pi0")
     meta = read_metadata(args.checkpoint)
-    n_action_steps = args.n_action_steps or meta.get("n_action_steps", 8)
+    n_action_steps = args.n_action_steps or model.config.n_action_steps
     print(f"checkpoint {args.checkpoint} ({meta['recipe']}, seed {meta['seed']}); parameters:")
     print(format_parameters(model))
 
@@ -56,7 +56,7 @@ def main() -> None:
     lat = chunk_latency_ms(model, frame, runs=100, warmup=10)
     report = {"checkpoint": args.checkpoint, "episodes": args.episodes,
               "seeds": f"{args.seed}..{args.seed + args.episodes - 1}", "successes": ev["successes"],
-              "success_rate": ev["success_rate"], "by_n_cubes": _by_cubes(ev), "n_action_steps": n_action_steps,
+              "success_rate": ev["success_rate"], "by_n_cubes": by_cubes(ev), "n_action_steps": n_action_steps,
               "ms_per_chunk_median": round(lat["median_ms"], 2), "ms_per_chunk_p10": round(lat["p10_ms"], 2),
               "parameters": sum(p.numel() for p in model.parameters()), "eval_seconds": round(wall, 1)}
     if args.json:

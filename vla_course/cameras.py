@@ -62,7 +62,7 @@ def opencv_camera(value, option: str):
     from lerobot.cameras import CameraConfig
     from lerobot.cameras.opencv import OpenCVCameraConfig
 
-    from vla_course.robot import RobotError
+    from vla_course.errors import RobotError
 
     if isinstance(value, CameraConfig):
         return value

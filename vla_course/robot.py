@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from vla_course.cameras import FIND_CAMERAS, opencv_camera, to_policy_image
+from vla_course.errors import RobotError
 from vla_course.constants import CAMERAS, IMAGE_SIZE, JOINT_NAMES, MOTOR_KEYS
 
 # A conservative per-step bound for the real arm (degrees, or gripper units, per control step).
@@ -50,10 +51,6 @@ STS3215_RESOLUTION = 4096  # encoder ticks per turn of the SO-100's Feetech moto
 # LeRobot's tools, as installed in this project's venv (run from the repository root).
 FIND_PORT = ".venv/bin/lerobot-find-port"
 CALIBRATE = ".venv/bin/lerobot-calibrate"
-
-
-class RobotError(RuntimeError):
-    """A robot could not be used; the message says why and what to do."""
 
 
 def joint_limits_deg() -> tuple[np.ndarray, np.ndarray]:
