@@ -21,7 +21,7 @@ def predict_vqa(model, dataset, batch_size: int = 256, max_new_tokens: int = 8, 
                 ) -> list[str]:
     """The model's greedy answer to every question of ``dataset`` (in order)."""
     import torch
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # a text bar: saved notebooks show its final state, not a stale "0%" widget
 
     was_training = model.training
     model.eval()

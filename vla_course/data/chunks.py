@@ -186,7 +186,7 @@ def load_chunks(root: str | Path | list, chunk_size: int = 16, cameras: tuple[st
     recording is ~8 GB of pixels: no room for a second copy). A list of roots gives one
     dataset made of all of them, episodes renumbered and statistics pooled (:func:`merge_stats`).
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # a text bar: saved notebooks show its final state, not a stale "0%" widget
 
     from vla_course.data.recording import load_dataset
 

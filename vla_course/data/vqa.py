@@ -136,7 +136,7 @@ def random_scene(env, rng: np.random.Generator, p_cube_in_bin: float = 0.4) -> d
 def generate_vqa(num_scenes: int, split: str = "train", seed: int = 0, image_size: int = IMAGE_SIZE,
                  cameras: tuple[str, ...] = CAMERAS, progress: bool = True) -> VQADataset:
     """Render ``num_scenes`` scenes and ask every question kind about each (8 QA pairs per scene)."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # a text bar: saved notebooks show its final state, not a stale "0%" widget
 
     from vla_course.sim import make_env
 

@@ -22,7 +22,7 @@ def evaluate_policy(policy, seed: int, episodes: int, task: str = "pick_place", 
     Per episode it records the outcome, the steps, the number of cubes, the target, and every cube the
     gripper held (tells "wrong cube" from "missed grasp"). ``render(env) -> frame`` records a video of each.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # a text bar: saved notebooks show its final state, not a stale "0%" widget
 
     from vla_course.control import run_episode
     from vla_course.robot import make_robot

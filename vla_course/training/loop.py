@@ -154,7 +154,7 @@ def train(model, sources: list[Source] | Source, config: TrainConfig, *, out_dir
     ``callback(step, losses)`` is called after every step with that step's logged values (a notebook plots
     with it). The model is left in eval mode.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # a text bar: saved notebooks show its final state, not a stale "0%" widget
 
     sources = [sources] if isinstance(sources, Source) else list(sources)
     names = [s.name for s in sources]
