@@ -1,5 +1,6 @@
-"""Data: LeRobotDataset recording of SO-100 episodes, synthetic VQA (vqa.py), training chunks (chunks.py) and
-localisation labels (localization.py: where the named cube is in each camera)."""
+"""Data: LeRobotDataset recording of SO-100 episodes with per-frame labels (recording.py; durable.py makes finished
+episodes survive signals and lets a recording resume), synthetic VQA (vqa.py), training chunks (chunks.py),
+localisation labels (localization.py: where the named cube is in each camera) and the recordings cache (cache.py)."""
 
 import logging
 
@@ -7,7 +8,9 @@ import logging
 # silence its warning about a missing FFmpeg shared library.
 logging.getLogger("lerobot.utils.import_utils").setLevel(logging.ERROR)
 
-from vla_course.data.recording import (DEFAULT_REPO_ID, RecordingResult, dataset_features, load_dataset,
-                                       record_dataset)  # noqa: E402
+from vla_course.data.durable import IncompleteRecording  # noqa: E402
+from vla_course.data.recording import (DEFAULT_REPO_ID, RecordingResult, dataset_features, load_dataset,  # noqa: E402
+                                       load_subtasks, record_dataset, resume_recording)
 
-__all__ = ["DEFAULT_REPO_ID", "RecordingResult", "dataset_features", "load_dataset", "record_dataset"]
+__all__ = ["DEFAULT_REPO_ID", "IncompleteRecording", "RecordingResult", "dataset_features", "load_dataset",
+           "load_subtasks", "record_dataset", "resume_recording"]
