@@ -15,7 +15,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
 
-## demo: the SO-100 picks the named cube and puts it in the bin (headless); writes outputs/so100_demo.mp4
+## demo: the learned VLA (pi0_base) puts the named cube in the bin from language (headless); outputs/so100_demo.mp4
 demo: $(STAMP)
 	$(VENV)/bin/vla-course demo --out outputs/so100_demo.mp4
 

@@ -41,14 +41,33 @@ def test_record_refuses_existing_root(tmp_path, capsys):
     assert "already exists" in capsys.readouterr().err
 
 
-def test_demo_writes_video(tmp_path, capsys):
-    out = tmp_path / "demo.mp4"
-    assert main(["demo", "--instruction", "put the blue cube in the bin", "--out", str(out),
-                 "--video-size", "128"]) == 0
-    line = capsys.readouterr().out.strip().splitlines()[-1]
-    assert line.startswith('"put the blue cube in the bin": success') and str(out) in line
-    assert out.stat().st_size > 10_000
+def test_demo_runs_the_learned_vla_by_default_and_holds_the_outcome(tmp_path, capsys):
     import imageio.v3 as iio
 
+    from vla_course.cli import DEMO_HOLD_SECONDS
+
+    out, gif = tmp_path / "demo.mp4", tmp_path / "demo.gif"
+    code = main(["demo", "--out", str(out), "--gif", str(gif), "--video-size", "128"])
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("pi0 (checkpoint pi0_base), layout seed 10001: ") and str(out) in line, line
+    import re
+
+    steps = int(re.search(r": (?:success|failure) in (\d+) steps", line).group(1))
     frames = iio.imread(out)
-    assert frames.shape[0] > 30 and frames.shape[1] == 128
+    # every step's frame, the first one, and the last one held for about a second with the outcome on it
+    assert frames.shape[0] == steps + 1 + round(DEMO_HOLD_SECONDS * 30)
+    assert frames.shape[2] == 2 * 128 and frames.shape[1] > 128  # two labelled panels side by side, bands above, below
+    assert float(abs(frames[-1].astype(int) - frames[-2].astype(int)).mean()) < 2.0  # held (video codec noise)
+    assert float(abs(frames[-1].astype(int) - frames[steps].astype(int)).mean()) > 2.0  # ... with the outcome drawn
+    assert gif.stat().st_size > 1000 and iio.imread(gif).shape[0] > 5
+    assert code == 0 or "failure" in line
+
+
+def test_demo_with_the_expert(tmp_path, capsys):
+    out = tmp_path / "demo.mp4"
+    assert main(["demo", "--policy", "expert", "--instruction", "put the blue cube in the bin", "--out", str(out),
+                 "--video-size", "128"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith('expert (scripted, privileged sim state), layout seed 10001: "put the blue cube in the bin": '
+                           'success') and str(out) in line
+    assert out.stat().st_size > 10_000

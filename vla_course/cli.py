@@ -1,6 +1,6 @@
 """``vla-course``: the command line of the course.
 
-    vla-course demo [--policy expert] [--instruction "put the blue cube in the bin"] [--out outputs/so100_demo.mp4]
+    vla-course demo [--policy pi0|expert] [--instruction "put the blue cube in the bin"] [--out outputs/so100_demo.mp4]
     vla-course demo --robot so100 --port /dev/ttyACM0 --front-camera /dev/video0 --wrist-camera /dev/video2 \\
         --policy pi0 --instruction "put the red cube in the bin"
     vla-course record --episodes 10 --seed 0 --root data/my_dataset   (--overwrite replaces, --resume continues)
@@ -30,7 +30,10 @@ from vla_course.data.durable import StopSignals, short  # short: a 10,000-charac
 
 EXIT_USAGE = 2
 DEFAULT_POLICY, DEFAULT_TASK = "expert", "pick_place"
+# The demo shows the learned VLA acting from language, on a held-out layout (seeds 10000.. are never recorded).
+DEMO_POLICY, DEMO_SEED = "pi0", 10_001
 DEFAULT_DEMO_OUT = "outputs/so100_demo.mp4"
+DEMO_HOLD_SECONDS = 1.0  # the last frame, with the outcome written on it, stays this long
 QUICK_ROOT = Path("outputs") / "quick_checkpoints"  # `train --quick` without --root: never data/checkpoints
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov")
 
@@ -138,7 +141,7 @@ def _stopped(stop: KeyboardInterrupt, message: str) -> int:
 
 # --- demo --------------------------------------------------------------------------------------------
 def cmd_demo(args) -> int:
-    policy = args.policy or DEFAULT_POLICY
+    policy = args.policy or DEMO_POLICY
     _policy_cameras(policy)
     policy_kwargs = _policy_kwargs(args, policy)
     if args.robot == "so100":
@@ -150,40 +153,55 @@ def cmd_demo(args) -> int:
     return _demo_sim(args, policy, policy_kwargs)
 
 
+def _policy_label(policy: str, pol) -> str:
+    """How the demo names what is acting: ``pi0 (checkpoint pi0_base)`` or ``expert (scripted)``."""
+    checkpoint = getattr(pol, "checkpoint", None)
+    return f"{policy} (checkpoint {checkpoint})" if checkpoint else f"{policy} (scripted, privileged sim state)"
+
+
 def _demo_sim(args, policy: str, policy_kwargs: dict) -> int:
     from vla_course.control import run_episode
     from vla_course.policies import make_policy
     from vla_course.robot import make_robot
-    from vla_course.viz.video import annotate, side_by_side, write_video
+    from vla_course.viz.video import demo_frame, write_gif, write_video
 
     task, task_kwargs = _task(args.task, args.instruction)
     out = _video_path(args.out or DEFAULT_DEMO_OUT)
+    if args.gif is not None and not args.gif.lower().endswith(".gif"):
+        raise CliError(f"--gif {short(args.gif)} must name a .gif file, e.g. --gif docs/demo.gif")
     size = args.video_size or VIDEO_SIZE
-    robot = make_robot("sim", task=task, seed=args.seed or 0, image_size=IMAGE_SIZE, cameras=CAMERAS,
+    seed = DEMO_SEED if args.seed is None else args.seed
+    robot = make_robot("sim", task=task, seed=seed, image_size=IMAGE_SIZE, cameras=CAMERAS,
                        max_relative_target=args.max_relative_target, **task_kwargs)
     with robot:
         pol = make_policy(policy, robot=robot, **policy_kwargs)
         env = robot.env
-        instruction = robot.instruction
+        instruction, label = robot.instruction, _policy_label(policy, pol)
         frames = []
 
-        def render():
-            front = env.render("front", size)
-            wrist = env.render("wrist", size // 2)
-            status = "success" if robot.last_info.get("success") else f"t = {len(frames) / env.fps:4.1f} s"
-            frames.append(side_by_side(annotate(front, instruction, status), wrist))
+        def render(outcome=None):
+            status = f"t = {len(frames) / env.fps:4.1f} s"
+            return demo_frame(env.render("front", size), env.render("wrist", size // 2), instruction, label,
+                              status, outcome)
+
+        def record():
+            frames.append(render())
             return frames[-1]
 
         try:
-            result = run_episode(robot, pol, render=render, max_steps=args.max_steps)
+            result = run_episode(robot, pol, render=record, max_steps=args.max_steps)
         except KeyboardInterrupt as stop:
             if not frames:
                 return _stopped(stop, "before the first frame; no video written")
             write_video(out, frames, fps=env.fps)
             return _stopped(stop, f"after {len(frames) - 1} steps; the video so far -> {out}")
-    out = write_video(out, result.frames, fps=env.fps)
-    verdict = "success" if result.success else "failure"
-    print(f'"{instruction}": {verdict} in {result.steps} steps ({result.seconds:.1f} s) -> {out}')
+        verdict = "success" if result.success else "failure"
+        last = render(verdict)
+    frames = result.frames + [last] * round(DEMO_HOLD_SECONDS * env.fps)
+    out = write_video(out, frames, fps=env.fps)
+    gif = f", {write_gif(args.gif, frames, fps=env.fps)}" if args.gif else ""
+    print(f'{label}, layout seed {seed}: "{instruction}": {verdict} in {result.steps} steps '
+          f'({result.seconds:.1f} s) -> {out}{gif}')
     return 0 if result.success or not args.strict else 1
 
 
@@ -415,17 +433,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     seed = _number(int, low=0, example=0)
 
-    def common(p):
-        p.add_argument("--policy", help=f"policy to run: {policies} (default: {DEFAULT_POLICY})")
+    def common(p, policy=DEFAULT_POLICY, first_seed=0):
+        p.add_argument("--policy", help=f"policy to run: {policies} (default: {policy})")
         p.add_argument("--task", help=f"task: {tasks} (default: {DEFAULT_TASK})")
-        p.add_argument("--seed", type=seed, help="layout seed, >= 0 (default 0; episode i uses seed + i)")
+        p.add_argument("--seed", type=seed, help=f"layout seed, >= 0 (default {first_seed}; episode i uses seed + i)")
         p.add_argument("--checkpoint", default=None,
                        help="checkpoint name in data/checkpoints for a learned policy (pi0: default pi0_base)")
 
     demo = sub.add_parser("demo", help="run one episode headless, write a video, print the result")
-    common(demo)
+    common(demo, DEMO_POLICY, DEMO_SEED)
     demo.add_argument("--instruction", help='e.g. "put the blue cube in the bin" (picks the task and target cube)')
     demo.add_argument("--out", help=f"video path, .mp4 (default: {DEFAULT_DEMO_OUT})")
+    demo.add_argument("--gif", help="also write a small looping GIF of the video here (the README's is made so)")
     demo.add_argument("--video-size", type=_number(int, 32, 1024, 384), help=f"pixels (default {VIDEO_SIZE})")
     demo.add_argument("--robot", default="sim", choices=["sim", "so100"], help="sim (default) or a real SO-100")
     demo.add_argument("--port", help="--robot so100: the arm's serial port, e.g. /dev/ttyACM0")

@@ -1,4 +1,5 @@
-"""Videos of rollouts: annotate frames with the instruction and write an mp4 (arrays in, file out)."""
+"""Videos of rollouts: annotate frames, compose the demo's labelled frame, write an mp4 or a small GIF
+(arrays in, file out)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,67 @@ def side_by_side(*frames: np.ndarray) -> np.ndarray:
     resized = [f if f.shape[0] == h else np.asarray(Image.fromarray(f).resize((f.shape[1] * h // f.shape[0], h)))
                for f in frames]
     return np.concatenate(resized, axis=1)
+
+
+def _font(size: int):
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # very old Pillow
+        return ImageFont.load_default()
+
+
+def demo_frame(front: np.ndarray, wrist: np.ndarray, instruction: str, policy: str, status: str,
+               outcome: str | None = None) -> np.ndarray:
+    """The demo video's frame: the instruction in a band on top, the front camera beside the wrist camera (each
+    labelled), and a band below naming the policy and the time; ``outcome`` ("success"/"failure") writes the
+    result large across the panels (the held last frame)."""
+    from PIL import Image, ImageDraw
+
+    panels = side_by_side(front, wrist)
+    h, w = panels.shape[:2]
+    big, small = max(14, w // 22), max(11, w // 36)
+    band_top, band_bottom = big + big // 2 + 4, small + small // 2 + 4
+    band_bottom += -(h + band_top + band_bottom) % 8  # video codecs want sizes divisible by 8
+    canvas = Image.new("RGB", (w, h + band_top + band_bottom), (20, 20, 20))
+    canvas.paste(Image.fromarray(np.ascontiguousarray(panels)), (0, band_top))
+    draw = ImageDraw.Draw(canvas, "RGBA")
+    draw.text((big // 3, (band_top - big) // 2), f'"{instruction}"', fill=(255, 255, 255), font=_font(big))
+    for x, label in ((0, "front camera"), (front.shape[1], "wrist camera")):
+        draw.rectangle([x, band_top, x + small * len(label) * 0.62 + 8, band_top + small + 6], fill=(0, 0, 0, 150))
+        draw.text((x + 4, band_top + 3), label, fill=(230, 230, 230), font=_font(small))
+    draw.text((big // 3, h + band_top + (band_bottom - small) // 2), f"policy: {policy}    {status}",
+              fill=(230, 230, 230), font=_font(small))
+    if outcome:
+        colour = (60, 220, 90) if outcome == "success" else (240, 80, 70)
+        size = max(24, w // 9)
+        text_w = size * len(outcome) * 0.6
+        y = band_top + h // 2 - size // 2
+        draw.rectangle([0, y - size // 4, w, y + size + size // 4], fill=(0, 0, 0, 170))
+        draw.text(((w - text_w) / 2, y), outcome.upper(), fill=colour, font=_font(size))
+    return np.asarray(canvas)
+
+
+def write_gif(path: str | Path, frames: list[np.ndarray], fps: int, every: int = 3, width: int = 320) -> Path:
+    """A small looping GIF of ``frames`` (every ``every``-th frame, resized to ``width`` pixels) for a README."""
+    from PIL import Image
+
+    if not frames:
+        raise ValueError("no frames to write")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    picked = list(frames[::every])
+    if picked[-1] is not frames[-1]:
+        picked.append(frames[-1])
+    images = []
+    for f in picked:
+        img = Image.fromarray(np.ascontiguousarray(f))
+        images.append(img.resize((width, round(img.height * width / img.width)), Image.LANCZOS)
+                      .quantize(colors=128, method=Image.Quantize.MEDIANCUT))
+    images[0].save(path, save_all=True, append_images=images[1:], duration=round(1000 * every / fps), loop=0,
+                   optimize=True)
+    return path
 
 
 def write_video(path: str | Path, frames: list[np.ndarray], fps: int) -> Path:
