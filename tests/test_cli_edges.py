@@ -288,3 +288,56 @@ def test_sigterm_during_record_keeps_finished_episodes_and_resume_finishes(tmp_p
     ds = load_dataset(root)
     assert ds.num_episodes == 3 and durable.read_journal(root)["episode_seeds"] == [0, 1, 2]
     assert np.asarray(ds[len(ds) - 1]["next.done"]).item()
+
+
+@pytest.mark.parametrize("damage", ["no_delta_mask", "typed", "garbage_weights", "empty_weights"])
+def test_a_broken_checkpoint_is_one_line_exit_2(capsys, tmp_path, monkeypatch, damage):
+    """Everything a checkpoint needs to act is in config.json + model.safetensors, read strictly: a missing
+    relative-actions setting, a wrongly typed field or broken weights is one line naming the fix, not a traceback
+    or a policy that acts wrongly."""
+    import json
+    import shutil
+
+    import vla_course.checkpoints as checkpoints
+
+    shipped = checkpoints.CHECKPOINT_DIR / "pi0_base"
+    root = tmp_path / "checkpoints"
+    shutil.copytree(shipped, root / "broken", ignore=shutil.ignore_patterns("metadata.json"))
+    cfg = json.loads((root / "broken" / "config.json").read_text())
+    if damage == "no_delta_mask":
+        del cfg["pi0"]["delta_mask"]
+    elif damage == "typed":
+        cfg["pi0"]["chunk_size"] = "sixteen"
+    (root / "broken" / "config.json").write_text(json.dumps(cfg))
+    weights = root / "broken" / "model.safetensors"
+    if damage == "garbage_weights":
+        weights.write_bytes(b"\x00garbage" * 100)
+    elif damage == "empty_weights":
+        weights.write_bytes(b"")
+    monkeypatch.setattr(checkpoints, "CHECKPOINT_DIR", root)
+    code = main(["eval", "--policy", "pi0", "--checkpoint", "broken", "--episodes", "1"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and err.startswith("error: checkpoint 'broken'"), err
+    assert {"no_delta_mask": "delta_mask", "typed": "chunk_size", "garbage_weights": "model.safetensors",
+            "empty_weights": "model.safetensors"}[damage] in err
+
+
+def test_a_checkpoint_without_metadata_acts_as_it_was_trained(tmp_path, monkeypatch):
+    """metadata.json records how a checkpoint was made; nothing reads it to act: without it, pi0 acts the same."""
+    import shutil
+
+    import numpy as np
+
+    import vla_course.checkpoints as checkpoints
+    from vla_course.policies import make_policy
+    from vla_course.robot import make_robot, observation_to_frame
+
+    root = tmp_path / "checkpoints"
+    shutil.copytree(checkpoints.CHECKPOINT_DIR / "pi0_base", root / "no_meta", ignore=shutil.ignore_patterns("metadata.json"))
+    with make_robot("sim", seed=10_000) as robot:
+        frame = observation_to_frame(robot.get_observation(), robot.instruction)
+        with_meta = make_policy("pi0", robot=robot, checkpoint="pi0_base")
+        monkeypatch.setattr(checkpoints, "CHECKPOINT_DIR", root)
+        without = make_policy("pi0", robot=robot, checkpoint="no_meta")
+    assert without.policy.n_action_steps == with_meta.policy.n_action_steps
+    np.testing.assert_array_equal(with_meta.act(frame), without.act(frame))
