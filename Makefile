@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export MUJOCO_GL ?= egl
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: setup demo test unit unit-fast notebooks execute lab benchmarks clean
+.PHONY: setup demo test unit unit-fast notebooks execute lab benchmarks browser-test clean
 
 setup: $(STAMP)
 
@@ -40,6 +40,10 @@ execute: $(STAMP)
 ## lab: JupyterLab on the notebooks
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
+
+## browser-test: each notebook with a widget run in JupyterLab in headless Chromium, every control moved (screenshots: outputs/browser/)
+browser-test: $(STAMP)
+	chromium=$$(bash scripts/install_chromium.sh) && $(PY) scripts/browser_test.py --chromium "$$chromium" $(BROWSER_TEST_ARGS)
 
 benchmarks: $(STAMP)
 	for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
