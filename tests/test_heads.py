@@ -2,7 +2,9 @@
 
 import math
 
+import lerobot.policies.common.flow_matching as common
 import pytest
+import scipy.stats as scipy_stats
 import torch
 
 from vla_course.heads import fit_head, metrics, toy
@@ -29,15 +31,21 @@ def test_loss_falls(kind):
 @pytest.mark.parametrize("shape", [(64, 3), (64, 5, 2)])
 @pytest.mark.parametrize("with_cond", [False, True])
 def test_sample_shapes(kind, shape, with_cond):
-    actions = torch.randn(shape)
-    cond = torch.randn(shape[0], 4) if with_cond else None
+    """Samples come back in the action's shape, in the data's units (not normalised ones), one per condition row."""
+    g = torch.Generator().manual_seed(0)
+    actions = 50.0 + 10.0 * torch.randn(shape, generator=g)  # far from N(0, 1): un-normalisation must happen
+    cond = torch.randn(shape[0], 4, generator=g) if with_cond else None
     head = fit_head(kind, actions, cond=cond, steps=3, **SMALL)
     if with_cond:
-        out = head.sample(cond=torch.randn(7, 4), num_steps=3)
+        c = torch.randn(7, 4, generator=g)
+        out = head.sample(cond=c, num_steps=3)
+        other = head.sample(cond=c + 3.0, num_steps=3)
+        assert not torch.allclose(out, other)  # the condition reaches the network
     else:
         out = head.sample(7, num_steps=3)
     assert out.shape == (7, *shape[1:])
     assert torch.isfinite(out).all()
+    assert 20.0 < float(out.mean()) < 80.0  # the training data's units (mean 50), not the network's
 
 
 @pytest.mark.parametrize("kind", ["regression", "diffusion", "flow"])
@@ -81,8 +89,6 @@ def test_regression_averages_the_modes_generative_heads_do_not():
 
 # ---------------------------------------------------------------- flow pieces
 def test_time_sampler_matches_lerobot_beta():
-    scipy_stats = pytest.importorskip("scipy.stats")
-    common = pytest.importorskip("lerobot.policies.common.flow_matching")
     ours = F.sample_time(20000, torch.Generator().manual_seed(0))
     torch.manual_seed(0)
     theirs = common.sample_time_beta(20000, "cpu", alpha=1.5, beta=1.0, scale=0.999, offset=0.001)
@@ -93,7 +99,6 @@ def test_time_sampler_matches_lerobot_beta():
 
 
 def test_euler_matches_lerobot():
-    common = pytest.importorskip("lerobot.policies.common.flow_matching")
     w = torch.randn(3, 3, generator=torch.Generator().manual_seed(1))
     v = lambda x, t, cond=None: x @ w * t[:, None] + 0.5  # noqa: E731
     noise = torch.randn(5, 3, generator=torch.Generator().manual_seed(2))
@@ -227,3 +232,127 @@ def test_rectified_straightness():
     assert metrics.rectified_straightness(straight) < 1e-10
     uneven = (t ** 3) * torch.ones(1, 4, 2)  # straight line, uneven speed
     assert metrics.rectified_straightness(uneven) > 0.3
+
+
+# ---------------------------------------------------------------- time weighting
+def test_time_samplers_of_both_heads():
+    g = torch.Generator().manual_seed(0)
+    t_beta, t_unif = F.training_times(20000, g, "beta"), F.training_times(20000, g, "uniform")
+    assert abs(t_beta.mean().item() - (0.6 * 0.999 + 0.001)) < 0.01   # Beta(1.5, 1): mean 0.6
+    assert abs(t_unif.mean().item() - 0.5) < 0.01 and 0.001 <= t_unif.min() and t_unif.max() <= 1.0
+    k_unif = D.training_steps(20000, 100, g, "uniform")
+    k_beta = D.training_steps(20000, 100, g, "beta")
+    assert k_unif.min() == 0 and k_unif.max() == 99 and abs(k_unif.float().mean().item() - 49.5) < 1.0
+    assert 0 <= k_beta.min() and k_beta.max() <= 99
+    # the diffusion time (k + 1) / T of the "beta" steps follows the flow head's Beta(1.5, 1) (to 1/T)
+    assert abs(((k_beta + 1) / 100).float().mean().item() - 0.6) < 0.012
+    assert ((k_beta + 1) / 100 > 0.5).float().mean().item() > 0.6   # P(t > 0.5) = 1 - 0.5**1.5 = 0.65
+    with pytest.raises(ValueError):
+        F.training_times(10, g, "cosine")
+
+
+def test_time_sampler_option():
+    data = toy.two_moons(256)
+    for kind, default in (("flow", "beta"), ("diffusion", "uniform")):
+        assert fit_head(kind, data, steps=1, **SMALL).time_sampler == default
+        other = "uniform" if default == "beta" else "beta"
+        a = fit_head(kind, data, steps=30, time_sampler=other, **SMALL)
+        b = fit_head(kind, data, steps=30, **SMALL)
+        assert a.time_sampler == other and a.losses != b.losses   # the option changes the training
+    for bad in (dict(kind="regression", time_sampler="beta"), dict(kind="flow", time_sampler="cosine"),
+                dict(kind="diffusion", time_sampler=None)):
+        with pytest.raises(ValueError):
+            fit_head(bad.pop("kind"), data, steps=1, **bad)
+
+
+# ---------------------------------------------------------------- rectified flow
+def test_paired_noise_training_learns_the_coupling():
+    # pairs (z, a = f(z)), f monotone: trained on each action's own noise, one Euler step learns the map;
+    # with fresh noise one step can only reach the mean action
+    f = lambda z: 2 + 0.5 * z + 0.1 * z ** 3  # noqa: E731
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(2000, 1, generator=g)
+    paired = F.reflow(fit_head("flow", f(z), steps=0, **SMALL), z, f(z), steps=300)
+    fresh = fit_head("flow", f(z), steps=300, **SMALL)
+    z_new = torch.randn(500, 1, generator=g)
+    err = {name: (h.sample(noise=z_new, num_steps=1) - f(z_new)).abs().mean().item()
+           for name, h in (("paired", paired), ("fresh", fresh))}
+    assert err["paired"] < 0.1 and err["fresh"] > 0.4, err
+
+
+def test_reflow_pairs_and_reflow():
+    data = toy.ring_of_gaussians(2000, seed=0)
+    head = fit_head("flow", data, steps=300, **SMALL)
+    z, x = F.reflow_pairs(head, 1000, num_steps=50, seed=3)
+    assert z.shape == x.shape == (1000, 2)
+    torch.testing.assert_close(z, torch.randn(1000, 2, generator=torch.Generator().manual_seed(3)))
+    torch.testing.assert_close(x, head.sample(noise=z, num_steps=50))
+    stats = (head.action_mean.clone(), head.action_std.clone(), list(head.losses))
+    new = F.reflow(head, z, x, steps=300)
+    # the copy keeps the normalisation (the same latent means the same thing); the teacher is unchanged
+    torch.testing.assert_close(new.action_mean, head.action_mean)
+    torch.testing.assert_close(head.action_std, stats[1])
+    assert head.losses == stats[2] and len(new.losses) == 300
+    z_eval = torch.randn(500, 2, generator=torch.Generator().manual_seed(9))
+    s_old = metrics.rectified_straightness(head.sample_path(noise=z_eval, num_steps=20))
+    s_new = metrics.rectified_straightness(new.sample_path(noise=z_eval, num_steps=20))
+    assert s_new < 0.3 * s_old, (s_old, s_new)   # straighter paths
+    # one step of the reflowed head lands near where the teacher's 50 steps go
+    one = (new.sample(noise=z_eval, num_steps=1) - head.sample(noise=z_eval, num_steps=50)).norm(dim=1).mean()
+    one_old = (head.sample(noise=z_eval, num_steps=1) - head.sample(noise=z_eval, num_steps=50)).norm(dim=1).mean()
+    assert one < 0.5 * one_old, (one, one_old)
+
+
+def test_reflow_with_cond_and_bad_input():
+    d = toy.obstacle_trajectories(300, horizon=4, conditional=True, seed=0)
+    head = fit_head("flow", d.actions, cond=d.cond, steps=5, **SMALL)
+    z, x = F.reflow_pairs(head, cond=d.cond, num_steps=3)
+    assert z.shape == x.shape == d.actions.shape
+    new = F.reflow(head, z, x, cond=d.cond, steps=5)
+    assert new.sample(cond=d.cond[:7], num_steps=2).shape == (7, 4, 2)
+    with pytest.raises(ValueError):
+        F.reflow_pairs(fit_head("diffusion", d.actions, steps=1, **SMALL), 10)
+    with pytest.raises(ValueError):
+        F.reflow_pairs(fit_head("flow", d.actions, steps=1, **SMALL), 0)
+    with pytest.raises(ValueError):  # paired noise must match the actions
+        F.reflow(head, z[:, :2], x, cond=d.cond, steps=1)
+    with pytest.raises(ValueError):  # only the flow head trains on paired noise
+        fit_head("diffusion", d.actions, steps=0, **SMALL).fit(d.actions, steps=1, noise=z)
+
+
+# ---------------------------------------------------------------- figures that play without a kernel
+def test_animation_outputs_play_offline():
+    import matplotlib
+    matplotlib.use("Agg")
+    from vla_course.viz import anim as va
+    from vla_course.viz import heads as vh
+
+    paths = {"ddpm": torch.randn(4, 30, 2), "flow": torch.randn(3, 30, 2)}
+    anim = vh.animate_paths(paths, interval=100)
+    html = va.jshtml(anim, default_mode="once")
+    assert "font-awesome" not in html and "<i class=" not in html and html.count("<svg") == 9
+    gif = va.to_gif(anim, hold_last_s=1.0)
+    assert gif[:6] == b"GIF89a"
+    from PIL import Image
+    import io
+    im = Image.open(io.BytesIO(gif))
+    assert im.n_frames == 4 and im.size == (960, 350)   # dpi 100
+    assert va.gif_html(gif).startswith('<img src="data:image/gif;base64,')
+    chunks = {"ddpm": torch.randn(11, 5, 8, 2), "flow": torch.randn(3, 5, 8, 2)}
+    through = {k: torch.tensor([True, False, False, False, True]) for k in chunks}
+    assert Image.open(io.BytesIO(va.to_gif(vh.animate_chunks(chunks, num_frames=3, through=through)))).n_frames == 3
+
+
+def test_plotly_steps_figure():
+    from vla_course.viz import anim as va
+    from vla_course.viz import heads as vh
+
+    samples = {m: {k: torch.randn(20, 2) for k in (1, 2, 10)} for m in ("ddpm", "flow")}
+    fig = vh.plotly_samples_by_steps(samples, ref=torch.randn(50, 2))
+    assert [f.name for f in fig.frames] == ["1", "2", "10"]
+    assert [s.label for s in fig.layout.sliders[0].steps] == ["1", "2", "10"]
+    assert fig.layout.annotations[0].text == "ddpm, 1 step"
+    assert fig.frames[2].layout.annotations[1].text == "flow, 10 steps"
+    bundle = va.plotly_bundle(fig)
+    assert "application/vnd.plotly.v1+json" in bundle and "cdn.plot.ly" in bundle["text/html"]
+    assert vh.plural(1, "step") == "1 step" and vh.plural(3, "step") == "3 steps"

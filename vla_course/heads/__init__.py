@@ -3,10 +3,11 @@
 Three heads behind one interface, on action vectors ``(N, D)`` or action
 chunks ``(N, H, D)``, optionally conditioned on observations ``(N, C)``:
 
-* ``"regression"``: MSE (or L1) straight to the action, the ACT-style "one answer"
-  baseline (:mod:`.regression`);
+* ``"regression"``: MSE (or L1) straight to the action, the "one answer" baseline
+  (ACT's L1 chunk loss without its CVAE latent; :mod:`.regression`);
 * ``"diffusion"``: DDPM with epsilon prediction, DDPM and DDIM samplers (:mod:`.diffusion`);
-* ``"flow"``: flow matching as in pi0, t = 1 noise / t = 0 data, Euler sampling (:mod:`.flow`).
+* ``"flow"``: flow matching as in pi0, t = 1 noise / t = 0 data, Euler sampling, and
+  rectified flow (``reflow_pairs``, ``reflow``) (:mod:`.flow`).
 
 >>> from vla_course.heads import fit_head, toy
 >>> head = fit_head("flow", toy.two_moons(2000))
@@ -28,7 +29,7 @@ from .regression import RegressionHead
 
 HEADS = {"regression": RegressionHead, "diffusion": DiffusionHead, "flow": FlowHead}
 
-_INIT_KWARGS = {"hidden", "depth", "loss", "num_train_steps", "clip_sample"}
+_INIT_KWARGS = {"hidden", "depth", "loss", "num_train_steps", "clip_sample", "time_sampler"}
 _FIT_KWARGS = {"batch_size", "lr", "num_threads", "progress", "ema"}
 
 
@@ -46,7 +47,9 @@ def fit_head(kind: str, actions, cond=None, steps: int = 2000, seed: int = 0, **
             (a tqdm bar), ``ema`` (None; e.g. 0.999: use an exponential
             moving average of the weights); ``loss="mse"|"l1"`` for regression; ``num_train_steps`` (100),
             ``clip_sample`` (True: clip the
-            predicted clean action to the training range) for diffusion.
+            predicted clean action to the training range) for diffusion; ``time_sampler``
+            (``"beta"``: pi0's Beta(1.5, 1) times, the flow default; ``"uniform"``: the diffusion
+            default) for diffusion and flow.
 
     Returns:
         a head with ``head.sample(num_samples=None, cond=None, num_steps=10)``.
@@ -69,6 +72,8 @@ def fit_head(kind: str, actions, cond=None, steps: int = 2000, seed: int = 0, **
         raise ValueError("loss= is an option of the regression head only")
     if {"num_train_steps", "clip_sample"} & set(init) and kind != "diffusion":
         raise ValueError("num_train_steps= and clip_sample= are options of the diffusion head only")
+    if "time_sampler" in init and kind == "regression":
+        raise ValueError("time_sampler= is an option of the diffusion and flow heads")
     head = HEADS[kind](tuple(actions.shape[1:]), 0 if cond is None else cond.shape[1], seed=seed, **init)
     return head.fit(actions, cond, steps=steps, **fit)
 

@@ -87,6 +87,7 @@ class Head:
 
     kind = "base"
     uses_time = True  # diffusion and flow read (x, t); regression reads neither
+    takes_paired_noise = False  # the flow head's loss can take each action's own noise (reflow)
 
     def __init__(self, action_shape: tuple[int, ...], cond_dim: int = 0, hidden: int = 256,
                  depth: int = 3, seed: int = 0):
@@ -115,8 +116,6 @@ class Head:
         """Observations in the network's (normalised) units, as the head feeds them to its network."""
         return None if cond is None else (cond - self.cond_mean) / self.cond_std
 
-    _norm_cond = normalize_cond  # internal alias
-
     # ---- the network, reshaped to the action's shape ------------------------
     def model(self, x: Tensor | None, t: Tensor | None, cond: Tensor | None,
               batch: int | None = None) -> Tensor:
@@ -137,30 +136,48 @@ class Head:
     # ---- training ---------------------------------------------------------
     def fit(self, actions: Tensor, cond: Tensor | None = None, steps: int = 2000,
             batch_size: int = 256, lr: float = 3e-3, num_threads: int | None = 1,
-            progress: bool = False, ema: float | None = None) -> "Head":
+            progress: bool = False, ema: float | None = None, noise: Tensor | None = None,
+            keep_normalization: bool = False) -> "Head":
         """AdamW with a cosine learning-rate decay; seeded by ``self.seed``.
 
         ``ema``: keep an exponential moving average of the weights with this decay
         (warmed up as ``min(ema, (1 + step) / (10 + step))``, as in diffusers) and
         use it after training, as Diffusion Policy and openpi do; None (default) for off.
+
+        ``noise``: ``(N, *action_shape)`` standard-normal latents (normalised units), one paired with
+        each training action, used instead of fresh noise (rectified flow's "reflow" trains on
+        such pairs; see :func:`vla_course.heads.flow.reflow`). Only heads whose loss takes noise.
+        ``keep_normalization``: keep the head's current normalisation statistics instead of
+        computing them from ``actions`` and ``cond`` (to continue training a trained head).
         """
-        self.action_mean, self.action_std = _mean_std(actions)
-        if cond is not None:
-            self.cond_mean, self.cond_std = _mean_std(cond)
-        a_n, c_n = self.normalize(actions), self._norm_cond(cond)
+        if noise is not None:
+            if not self.takes_paired_noise:
+                raise ValueError(f"the {self.kind} head cannot train on paired noise")
+            noise = as_float_tensor(noise, "noise")
+            if tuple(noise.shape) != tuple(actions.shape):
+                raise ValueError(f"noise must have the actions' shape {tuple(actions.shape)}, got {tuple(noise.shape)}")
+        if not keep_normalization:
+            self.action_mean, self.action_std = _mean_std(actions)
+            if cond is not None:
+                self.cond_mean, self.cond_std = _mean_std(cond)
+        a_n, c_n = self.normalize(actions), self.normalize_cond(cond)
         gen = torch.Generator().manual_seed(self.seed)
         opt = torch.optim.AdamW(self.net.parameters(), lr=lr, weight_decay=1e-4)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1))
         it = range(steps)
         if progress:
-            from tqdm.auto import tqdm
+            from tqdm import tqdm  # text bar: saved notebooks show its final state, not a stale widget
             it = tqdm(it, desc=f"fit {self.kind}", leave=False)
         self.net.train()
         avg = [p.detach().clone() for p in self.net.parameters()] if ema else None
         with torch_threads(num_threads):
             for step in it:
                 idx = torch.randint(0, a_n.shape[0], (min(batch_size, a_n.shape[0]),), generator=gen)
-                loss = self.loss(a_n[idx], None if c_n is None else c_n[idx], gen)
+                c_b = None if c_n is None else c_n[idx]
+                if noise is None:
+                    loss = self.loss(a_n[idx], c_b, gen)
+                else:
+                    loss = self.loss(a_n[idx], c_b, gen, noise=noise[idx])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(self.net.parameters(), 1.0)
@@ -170,7 +187,8 @@ class Head:
                 if avg is not None:
                     decay = min(ema, (1 + step) / (10 + step))
                     with torch.no_grad():
-                        torch._foreach_lerp_(avg, [p.detach() for p in self.net.parameters()], 1 - decay)
+                        for a, p in zip(avg, self.net.parameters()):
+                            a.lerp_(p.detach(), 1 - decay)
         if avg is not None:
             with torch.no_grad():
                 for p, a in zip(self.net.parameters(), avg):
@@ -204,7 +222,7 @@ class Head:
             noise = as_float_tensor(noise, "noise")
             if tuple(noise.shape) != (m, *self.action_shape):
                 raise ValueError(f"noise must have shape {(m, *self.action_shape)}, got {tuple(noise.shape)}")
-        return self._norm_cond(cond), noise, gen
+        return self.normalize_cond(cond), noise, gen
 
     @torch.no_grad()
     def sample(self, num_samples: int | None = None, cond=None, num_steps: int = 10, *,

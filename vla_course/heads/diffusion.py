@@ -28,6 +28,11 @@ clipped to the range of the training actions: at the first, noisiest step
 
 The time the network sees is ``(k + 1) / T`` in (0, 1]: like the flow head,
 1 is noise and near 0 is data, so the two heads share one network class.
+
+``time_sampler`` (an option of :class:`DiffusionHead`): ``"uniform"`` (default, as
+DDPM and Diffusion Policy) draws the training step k uniformly; ``"beta"`` draws
+the time ``(k + 1) / T`` from pi0's Beta(1.5, 1), the flow head's weighting, so
+that the two heads can be compared with the same weighting.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .base import Head
+from .flow import TIME_SAMPLERS, training_times
 
 NUM_TRAIN_STEPS = 100
 
@@ -87,11 +93,25 @@ def ddim_step(x: Tensor, eps_hat: Tensor, ab: float, ab_prev: float, eta: float,
     return x_prev, x0
 
 
+def training_steps(n: int, num_train_steps: int = NUM_TRAIN_STEPS, generator: torch.Generator | None = None,
+                   sampler: str = "uniform") -> Tensor:
+    """Training steps ``k`` in ``0 .. T-1``, shape ``(n,)``: uniform (DDPM), or ``"beta"``: the step whose
+    time ``(k + 1) / T`` is nearest above a draw of the flow head's ``t`` (pi0's Beta(1.5, 1))."""
+    if sampler == "uniform":
+        return torch.randint(0, num_train_steps, (n,), generator=generator)
+    t = training_times(n, generator, sampler)
+    return ((t * num_train_steps).ceil().long() - 1).clamp(0, num_train_steps - 1)
+
+
 class DiffusionHead(Head):
     kind = "diffusion"
 
-    def __init__(self, *args, num_train_steps: int = NUM_TRAIN_STEPS, clip_sample: bool = True, **kwargs):
+    def __init__(self, *args, num_train_steps: int = NUM_TRAIN_STEPS, clip_sample: bool = True,
+                 time_sampler: str = "uniform", **kwargs):
+        if time_sampler not in TIME_SAMPLERS:
+            raise ValueError(f"time_sampler must be one of {TIME_SAMPLERS}, got {time_sampler!r}")
         super().__init__(*args, **kwargs)
+        self.time_sampler = time_sampler
         self.num_train_steps = num_train_steps
         self.clip_sample = clip_sample
         self.alpha_bar = cosine_alpha_bar(num_train_steps)
@@ -109,7 +129,7 @@ class DiffusionHead(Head):
 
     def loss(self, actions, cond, generator):
         noise = torch.randn(actions.shape, generator=generator)
-        k = torch.randint(0, self.num_train_steps, (actions.shape[0],), generator=generator)
+        k = training_steps(actions.shape[0], self.num_train_steps, generator, self.time_sampler)
         x_k = add_noise(actions, noise, self.alpha_bar[k])
         return F.mse_loss(self.epsilon(x_k, k, cond), noise)
 

@@ -21,17 +21,28 @@ import torch
 from torch import Tensor, nn
 
 
-def sincos_time_embedding(t: Tensor, dim: int = 32, max_period: float = 1000.0) -> Tensor:
-    """Sin-cos features of a time ``t`` of shape ``(N,)`` in ``[0, 1]`` -> ``(N, dim)``.
+_FREQ_CACHE: dict[tuple, Tensor] = {}
 
-    The transformer position code applied to ``t * max_period``: frequencies
-    from 1 to ``1/max_period`` so that both coarse and fine differences in ``t``
-    are visible to the network.
+
+def sincos_time_embedding(t: Tensor, dim: int = 32, min_period: float = 4e-3, max_period: float = 4.0) -> Tensor:
+    """pi0's sine-cosine embedding of a scalar time in ``[0, 1]``, ``(N,) -> (N, dim)``; the one home of it
+    (the heads here and pi0's action expert both use it).
+
+    Periods are spaced geometrically from ``min_period`` to ``max_period``. The short periods resolve small
+    changes of t; the long ones tell t=0.1 from t=0.9. The formula is openpi's
+    ``create_sinusoidal_pos_embedding``. openpi computes the angles in float64; float32 is enough here
+    (angle error < 1e-3 rad for t <= 1), and it is faster on a CPU.
     """
-    half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32) / half)
-    args = (t.float()[:, None] * max_period) * freqs[None, :]
-    return torch.cat([torch.sin(args), torch.cos(args)], dim=-1)
+    if dim % 2:
+        raise ValueError(f"time embedding dim must be even, got {dim}")
+    key = (dim, min_period, max_period, t.device)
+    if key not in _FREQ_CACHE:
+        with torch.inference_mode(False):  # a normal tensor, usable later with autograd too
+            frac = torch.linspace(0.0, 1.0, dim // 2, dtype=torch.float64)
+            period = min_period * (max_period / min_period) ** frac
+            _FREQ_CACHE[key] = (2 * math.pi / period).float().to(t.device)
+    ang = t.float()[:, None] * _FREQ_CACHE[key]
+    return torch.cat([ang.sin(), ang.cos()], 1)
 
 
 class DenoiserMLP(nn.Module):

@@ -1,11 +1,17 @@
-"""The regression head: one answer per observation (ACT-style L2 / L1).
+"""The regression head: one answer per observation (plain L2 / L1 behaviour cloning).
 
-ACT and many behaviour-cloning policies predict the action chunk directly and
-train it with an L2 (MSE) or L1 loss. The minimiser of the expected MSE is the
+Many behaviour-cloning policies predict the action chunk directly and train it
+with an L2 (MSE) or L1 loss. The minimiser of the expected MSE is the
 *conditional mean* E[a | o]; of the L1 loss, the per-coordinate median. When the
 demonstrations disagree (half go left of the cup, half go right), the mean is
 the path straight through the cup: no demonstrator ever did it, and the robot
 hits the cup. That is why pi0 and Diffusion Policy use *generative* heads.
+
+ACT (Zhao et al. 2023) trains its chunk decoder with L1 too, but as a conditional
+VAE: a latent "style" variable, inferred from the demonstrated chunk during
+training, carries the choice between modes. At test time ACT sets the latent to
+the prior's mean, so it outputs one chunk per observation. This head is that
+decoder *without* the latent: the plain regression baseline.
 
 ``sample`` ignores ``num_steps`` and has no randomness: every sample for the
 same observation is the same action.
