@@ -8,6 +8,7 @@ writes still go through LeRobot's normalisation, so the degrees here are a real 
 import json
 import math
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -192,9 +193,11 @@ def test_a_missing_calibration_names_the_command_that_makes_it(tmp_path):
 
 
 def test_the_commands_named_in_messages_exist_and_parse():
-    root = Path(vla_course.__file__).resolve().parents[1]
+    # the messages name them as `.venv/bin/<tool>`: the tools of the venv these tests run in
+    bin_dir = Path(sys.executable).parent
     for command in (FIND_PORT, CALIBRATE, FIND_CAMERAS):
-        script = root / command.split()[0]
+        assert command.split()[0].startswith(".venv/bin/")
+        script = bin_dir / Path(command.split()[0]).name
         assert script.is_file() and os.access(script, os.X_OK), f"{command} is not installed in the venv"
     import draccus
     from lerobot.robots.so_follower import SO100FollowerConfig
