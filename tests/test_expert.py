@@ -150,3 +150,67 @@ def test_taking_over_with_the_cube_in_the_gripper_carries_it_on(env, seed):
             break
     assert info["success"] and held_throughout
     assert "approach" not in fresh.history  # it never went back to pick the cube up again
+
+
+# Actions of the expert recorded from the code *before* hold_up was added (every 15th step, rounded to 0.01
+# LeRobot units, and the episode length): adding a task must not change a single existing demonstration.
+RECORDED = {
+    ("pick_place", 3, ()): (102, [
+        [1.57, -120.15, 109.14, 101.0, -26.88, 36.36], [16.57, -84.37, 88.7, 85.69, -41.89, 36.36],
+        [18.08, -73.22, 96.55, 66.64, -43.39, 36.36], [17.71, -71.78, 94.39, 67.38, -43.03, 0.0],
+        [17.66, -75.73, 68.67, 97.03, -42.97, 0.0], [-16.75, -104.0, 102.75, 91.25, -8.57, 0.0],
+        [-56.39, -89.07, 86.19, 92.87, 31.07, 0.0]]),
+    ("pick_place", 11, (("mistake", "fumble"),)): (127, [
+        [-0.86, -125.95, 108.68, 103.13, 11.83, 36.36], [-13.46, -136.12, 146.36, 79.76, 24.43, 36.36],
+        [-13.46, -130.96, 155.85, 65.11, 24.43, 0.0], [-13.46, -136.87, 137.6, 89.26, 24.43, 0.0],
+        [-15.08, -111.58, 120.45, 81.14, -63.95, 36.36], [-15.09, -103.88, 134.76, 59.13, -63.94, 0.0],
+        [-15.08, -109.91, 126.9, 72.99, -63.95, 0.0], [-33.61, -108.29, 106.95, 91.33, -45.43, 0.0]]),
+    ("pick_place", 5, (("detour", 0.08),)): (104, [
+        [0.99, -119.48, 104.04, 103.13, 49.79, 36.36], [-0.79, -70.8, 67.88, 92.94, 51.57, 36.36],
+        [9.92, -89.46, 103.65, 75.83, 40.86, 36.36], [9.92, -84.25, 111.9, 62.36, 40.86, 0.0],
+        [9.92, -90.6, 100.0, 80.57, 40.86, 0.0], [-12.55, -105.45, 104.19, 91.28, 63.31, 0.0],
+        [-54.24, -94.53, 92.73, 91.78, 105.01, 0.0]]),
+    ("pick_place_two", 4, ()): (229, [
+        [1.92, -126.5, 109.36, 103.13, 55.08, 36.36], [43.82, -98.56, 100.94, 87.59, 13.19, 36.36],
+        [47.64, -86.01, 108.18, 67.85, 9.37, 36.36], [47.64, -83.54, 110.96, 62.59, 9.37, 0.0],
+        [47.64, -90.35, 91.23, 89.1, 9.37, 0.0], [16.48, -124.67, 120.25, 94.42, 40.53, 0.0],
+        [-40.26, -117.72, 115.15, 92.55, 97.25, 0.0], [-61.61, -85.79, 86.25, 89.58, 118.62, 0.0]]),
+}
+
+
+@pytest.mark.parametrize("case", list(RECORDED), ids=lambda c: f"{c[0]}-{c[1]}")
+def test_existing_demonstrations_replay_exactly_as_recorded_before_hold_up(case):
+    task, seed, knobs = case
+    steps, rows = RECORDED[case]
+    e = make_env(task=task, seed=seed, cameras=())
+    try:
+        success, actions = run_episode(e, ScriptedExpert(e, **dict(knobs)), seed)
+    finally:
+        e.close()
+    assert success and len(actions) == steps
+    np.testing.assert_allclose(actions[::15][: len(rows)], rows, atol=0.006)
+
+
+def test_hold_up_lifts_the_named_cube_high_and_labels_its_subtasks():
+    from vla_course.sim.expert import HOLD_SUBTASK, PLACE_SUBTASK
+    from vla_course.sim.tasks import HoldUp
+
+    e = make_env(task="hold_up", seed=10, cameras=())
+    try:
+        obs, _ = e.reset(seed=10)
+        expert = ScriptedExpert(e)
+        target, subtasks = e.layout.targets[0], []
+        while True:
+            action = expert.act(obs)
+            subtasks.append(expert.subtask)
+            obs, _, terminated, truncated, info = e.step(action)
+            if terminated or truncated:
+                break
+        state = e.scene_state()
+        assert info["success"] and state["held"] == target and state["cubes"][target]["pos"][2] >= HoldUp.HOLD_Z
+        assert expert.history[-2:] == ["lift", "raise"] and "transport" not in expert.history
+        # "pick up the <c> cube" while reaching, grasping and lifting, then "hold it up"; never the bin
+        assert subtasks[0] == f"pick up the {target} cube" and subtasks[-1] == HOLD_SUBTASK
+        assert PLACE_SUBTASK not in subtasks and sorted(set(subtasks)) == [HOLD_SUBTASK, f"pick up the {target} cube"]
+    finally:
+        e.close()

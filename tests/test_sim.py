@@ -332,3 +332,24 @@ def test_project_puts_each_cube_on_pixels_of_its_colour():
     with pytest.raises(ValueError, match="camera"):
         e.project((0, 0, 0), "top")
     e.close()
+
+
+def test_hold_up_is_registered_with_pick_places_tables_and_its_own_instruction():
+    from vla_course.sim.tasks import task_from_instruction
+
+    assert "hold_up" in TASKS
+    hold, pick = make_env(task="hold_up", seed=0, cameras=()), make_env(task="pick_place", seed=0, cameras=())
+    try:
+        for s in (0, 7, 10_000):
+            hold.reset(seed=s)
+            pick.reset(seed=s)
+            assert hold.layout.cubes == pick.layout.cubes and hold.layout.targets == pick.layout.targets
+            target = hold.layout.targets[0]
+            assert hold.instruction == f"hold the {target} cube up"
+            assert task_from_instruction(hold.instruction) == ("hold_up", {"target": target})
+            assert hold.scene_state()["target"] == target and not hold.scene_state()["success"]
+    finally:
+        hold.close()
+        pick.close()
+    with pytest.raises(ValueError, match="hold the <colour> cube up"):
+        task_from_instruction("hold the pink cube up")

@@ -31,10 +31,8 @@ In the order a real SO-100 user would run them::
        it into the model's config;
     7. evaluates through the real control loop on held-out layout seeds (never recorded) and saves.
 
-``pi0_finetune`` (:class:`Pi0FinetuneRecipe`)
-    The fine-tuning story: a narrower set-up than pre-training (the most cluttered tables: always 5 cubes,
-    4 of them distractors), a few recorded episodes, a short, gentle run from ``pi0_base`` (low learning
-    rate, no image shift: either one erased the base skill), success before and after on held-out seeds.
+``pi0_finetune`` lives in ``vla_course/recipes/finetune.py``: a new skill taught to ``pi0_base`` from a few
+    recorded episodes.
 """
 
 from __future__ import annotations
@@ -313,67 +311,3 @@ def pi0_base(cfg: Pi0BaseRecipe, *, seed: int, out_dir: Path, cache=None) -> dic
         "evaluation": summary(ev),
     }
 
-
-@dataclass(frozen=True)
-class Pi0FinetuneRecipe:
-    """``pi0_finetune``: 30 recorded episodes of 5-cube tables (seeds 20000..), a gentle run from pi0_base,
-    before/after on held-out 5-cube seeds 30000.. and the general task on 10000.."""
-
-    task_kwargs: tuple = (("n_cubes", 5),)
-    seed0: int = 20_000
-    episodes: int = 30
-    steps: int = 300
-    batch_size: int = 64
-    lr: float = 5e-5  # gently: at 2e-4 for 600 steps the 30 episodes erased the base skill (8/20 -> 2/20)
-    warmup: int = 50
-    shift: int = 0  # the same augmentation as the base run (none): a shift moves the cubes
-    eval_seed: int = 30_000
-    eval_episodes: int = 20
-    general_seed: int = 10_000
-    general_episodes: int = 20
-    progress: bool = True
-
-    def quick(self) -> Pi0FinetuneRecipe:
-        return replace(self, episodes=2, steps=4, batch_size=8, eval_episodes=1, general_episodes=1, progress=False)
-
-
-@recipe("pi0_finetune", "pi0_base fine-tuned on 30 episodes of a narrower set-up (5 cubes): before/after success",
-        config=Pi0FinetuneRecipe)
-def pi0_finetune(cfg: Pi0FinetuneRecipe, *, seed: int, out_dir: Path, cache=None) -> dict:
-    from vla_course.checkpoints import load_pretrained
-    from vla_course.data.chunks import load_chunks
-
-    torch.set_num_threads(1)
-    task_kwargs = dict(cfg.task_kwargs)
-    root = recorded_dataset(f"pick_place_5cubes_s{cfg.seed0}_n{cfg.episodes}", cfg.episodes, seed=cfg.seed0,
-                            task_kwargs=task_kwargs, cache=cache, progress=cfg.progress)
-    data = load_chunks(root, progress=cfg.progress)
-    model = load_pretrained("pi0_base", kind="Pi0", root=out_dir.parent)
-    before = evaluate_pi0(model, cfg.eval_seed, cfg.eval_episodes, task_kwargs=task_kwargs, progress=cfg.progress)
-    # The base checkpoint's normalisation statistics (and relative actions) stay: the fine-tuning data is a
-    # subset of the same action space, and changing them would shift every input the pretrained weights read.
-    log = train(model, Source("robot", data, cfg.batch_size, transform=shift_images(cfg.shift)),
-                TrainConfig(steps=cfg.steps, lr=cfg.lr, warmup=cfg.warmup, seed=seed), progress=cfg.progress,
-                desc="fine-tune pi0")
-    after = evaluate_pi0(model, cfg.eval_seed, cfg.eval_episodes, task_kwargs=task_kwargs, progress=cfg.progress)
-    general = evaluate_pi0(model, cfg.general_seed, cfg.general_episodes, progress=cfg.progress)
-    model.save_pretrained(out_dir)
-    return {
-        "data": {"dataset": relative_to_repo(root), "episodes": data.num_episodes, "frames": len(data),
-                 "layout_seeds": f"{cfg.seed0}..{cfg.seed0 + cfg.episodes - 1}", "task": "pick_place with 5 cubes",
-                 "task_kwargs": task_kwargs, "init": "pi0_base"},
-        "metrics": {"before": {"success_rate": before["success_rate"], "successes": before["successes"]},
-                    "after": {"success_rate": after["success_rate"], "successes": after["successes"]},
-                    "eval_episodes": cfg.eval_episodes,
-                    "eval_seeds": f"{cfg.eval_seed}..{cfg.eval_seed + cfg.eval_episodes - 1} (5 cubes)",
-                    "general": {"success_rate": general["success_rate"], "successes": general["successes"],
-                                "episodes": general["episodes"],
-                                "eval_seeds": f"{cfg.general_seed}..{cfg.general_seed + general['episodes'] - 1}"},
-                    "final_loss": log.final()},
-        "train_seconds": log.seconds,
-        "training": {"steps": cfg.steps, "batch_size": cfg.batch_size, "lr": cfg.lr,
-                     "loss_every_step": log.loss[::10]},
-        "n_action_steps": model.config.n_action_steps,
-        "delta_mask": list(model.config.delta_mask or ()),
-        "evaluation": {"before": summary(before), "after": summary(after), "general": summary(general)},
-    }

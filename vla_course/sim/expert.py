@@ -17,6 +17,12 @@ every cube is (privileged state). This expert:
 4. **checks the outcome and re-tries**: after lifting, is the cube really in the
    gripper? During transport, is it still there? If not, go back and grasp again.
 
+For the fine-tuning chapter's new skill, ``hold_up`` ("hold the <colour> cube up"), the same machine
+ends differently: after the lift it *raises* the cube to ``HOLD_TIP_Z``, pulling it in to at most
+``HOLD_RADIUS`` from the pan axis (a stretched-out arm cannot point its fingers down that high), and
+*holds* it there (phases "raise" and "hold", subtask "hold it up") instead of carrying it to the bin.
+Every other task takes exactly the same steps as before.
+
 Knobs to make *imperfect* data (later chapters, e.g. RECAP, learn from it):
 
 * ``noise_std``: Gaussian noise (degrees) added to the five arm joints of every
@@ -44,12 +50,15 @@ import mujoco
 import numpy as np
 
 from vla_course.sim import scene, units
+from vla_course.sim.tasks import HoldUp
 
 # Heights of the grasp point above the table (metres).
 HOVER_Z = 0.08  # above a cube before going down
 GRASP_Z = scene.CUBE_HALF + 0.0095  # finger ends stay ~4 mm above the table
 CARRY_Z = 0.095  # cube bottom well above the bin walls
 RELEASE_Z = 0.075
+HOLD_TIP_Z = 0.17  # hold_up: the grasp point goes this high (the cube's centre ~1 cm lower, above HoldUp.HOLD_Z)
+HOLD_RADIUS = 0.20  # ... and at most this far from the pan axis (metres)
 # Speed limits of the Cartesian target (metres per second).
 FAST, SLOW = 0.25, 0.15
 # Jaw commands (rad): open enough for a 25 mm cube at any yaw, and fully closed
@@ -64,6 +73,7 @@ MAX_ATTEMPTS = 5
 # "put it in the bin", waiting at home after the last cube (or after giving up) "done".
 PICK_SUBTASK, PLACE_SUBTASK, DONE_SUBTASK = "pick up the {} cube", "put it in the bin", "done"
 PLACE_PHASES = ("transport", "lower", "release")
+HOLD_SUBTASK, HOLD_PHASES = "hold it up", ("raise", "hold")  # hold_up's ending
 NEAR_BIN = 0.11  # a cube closer than this to the bin centre is grasped parallel to the wall
 
 
@@ -144,6 +154,7 @@ class ScriptedExpert:
         if not np.isfinite(noise_std) or noise_std < 0:
             raise ValueError(f"noise_std must be a finite number >= 0 (degrees), got {noise_std}")
         self.env = env
+        self.holds = isinstance(env.task, HoldUp)  # hold_up: lift high and hold, no bin
         self.noise_std = float(noise_std)
         self.mistake = mistake
         self.recover = bool(recover)
@@ -178,6 +189,7 @@ class ScriptedExpert:
             angle, dist = self.rng.uniform(-np.pi, np.pi), self.rng.uniform(0.5, 1.0) * self.detour
             self.detour_offset = dist * np.array([np.cos(angle), np.sin(angle)])
         self.transport_start = None
+        self.hold_xy = None  # hold_up: where the cube is held (set when the raise starts)
         self.drop_at = float(self.rng.uniform(0.3, 0.6))  # fraction of the way to the bin
         self.history: list[str] = []
         # Taking over mid-episode (an intervention) with the named cube already in the gripper: carry on
@@ -196,6 +208,8 @@ class ScriptedExpert:
             return DONE_SUBTASK
         if self.phase in PLACE_PHASES:
             return PLACE_SUBTASK
+        if self.phase in HOLD_PHASES:
+            return HOLD_SUBTASK
         target = self.target if self.phase != "retreat" else None
         target = target or self.env.scene_state()["target"]
         return DONE_SUBTASK if target is None else PICK_SUBTASK.format(target)
@@ -262,7 +276,8 @@ class ScriptedExpert:
 
         approach -> descend -> grasp -> lift -> transport -> lower -> release,
         with "dropped" (the drop mistake), "retreat" (on to the next target of a
-        multi-step task) and "home" (all done, or given up) on the side.
+        multi-step task) and "home" (all done, or given up) on the side; for
+        hold_up: approach -> descend -> grasp -> lift -> raise -> hold.
         """
         self.phase_steps += 1
         if self.phase in ("approach", "descend", "grasp", "lift"):
@@ -304,11 +319,20 @@ class ScriptedExpert:
             waypoint = np.array([*self.cmd_pos[:2], CARRY_Z])
             arrived = self._move_towards(waypoint, SLOW)
             if arrived:
-                if state["held"] == self.target:
+                if state["held"] != self.target:
+                    self._failed_grasp()
+                elif self.holds:
+                    xy = self.cmd_pos[:2].copy()
+                    self.hold_xy = xy * min(1.0, HOLD_RADIUS / np.linalg.norm(xy))
+                    self._go("raise")
+                else:
                     self.transport_start = self.cmd_pos[:2].copy()
                     self._go("transport")
-                else:
-                    self._failed_grasp()
+        elif self.phase in HOLD_PHASES:  # hold_up: up (and in) to the hold point, then stay there
+            if state["held"] != self.target:
+                self._failed_grasp()  # it slipped out: grasp again
+            elif self._move_towards(np.array([*self.hold_xy, HOLD_TIP_Z]), SLOW) and self.phase == "raise":
+                self._go("hold")
         elif self.phase == "transport":
             bin_xy = np.array(state["bin_pos"][:2])
             waypoint = np.array([*bin_xy, CARRY_Z])

@@ -9,10 +9,13 @@ more (multi-step ones such as "put the red cube then the blue cube in the bin").
 The one shipped with this chapter is :class:`PickPlace`: "put the <colour> cube
 in the bin". :class:`PutInBin` is the general version (an ordered list of
 target cubes); ``pick_place`` is ``PutInBin`` with one target, and
-``pick_place_two`` shows how a two-step task is declared.
+``pick_place_two`` shows how a two-step task is declared. :class:`HoldUp`
+("hold the <colour> cube up") is the *new skill* of the fine-tuning chapter:
+the same tables, a different ending (lift the cube high instead of binning it).
 
 Success is defined on the *physical* outcome, never on what the robot intended:
-every target cube lies inside the bin and the gripper is not holding it.
+every target cube lies inside the bin and the gripper is not holding it (or,
+for ``hold_up``, the named cube is in the gripper, high above the table).
 """
 
 from __future__ import annotations
@@ -133,6 +136,39 @@ class PickPlaceTwo(PutInBin):
         super().__init__(n_cubes=n_cubes, targets=targets, n_targets=2)
 
 
+class HoldUp(PutInBin):
+    """"hold the <colour> cube up": grasp the named cube and lift it high above the table.
+
+    A new *placement* for fine-tuning: the layouts are exactly ``pick_place``'s (the same seed gives the same
+    table and the same named cube; only the instruction differs), so the new skill is only the ending: lift
+    the cube to ``HOLD_Z`` instead of carrying it to the bin at ``expert.CARRY_Z``.
+
+    Success is a pure function of the scene, like every task here: the named cube is in the gripper (both
+    jaws touch it) with its centre at least ``HOLD_Z`` above the table. (``SO100Env`` calls ``success``
+    several times per control step, so a task cannot count steps itself: holding is judged by the pose.)
+    ``HOLD_Z`` is 5 cm above the highest the scripted pick-and-place carries a cube (its centre at ~9 cm),
+    so the base skill does not pass it by accident.
+    """
+
+    name = "hold_up"
+    HOLD_Z = 0.14  # metres: the cube's centre above the table
+
+    def __init__(self, n_cubes: int | None = None, target: str | None = None):
+        super().__init__(n_cubes=n_cubes, targets=[target] if target else None, n_targets=1)
+
+    def instruction(self, targets: list[str]) -> str:
+        return f"hold the {targets[0]} cube up"
+
+    def current_target(self, state: dict) -> str | None:
+        """The cube to hold: always the named one (nothing goes in the bin)."""
+        return state["targets"][0]
+
+    def success(self, state: dict) -> bool:
+        """The named cube is in the gripper with its centre at least ``HOLD_Z`` above the table."""
+        target = state["targets"][0]
+        return state["held"] == target and state["cubes"][target]["pos"][2] >= self.HOLD_Z
+
+
 def sample_positions(rng: np.random.Generator, n: int, max_tries: int = 1000) -> list[tuple[float, float]]:
     """``n`` cube centres in the reachable sector, apart from each other and the bin.
 
@@ -161,6 +197,7 @@ def sample_positions(rng: np.random.Generator, n: int, max_tries: int = 1000) ->
 TASKS: dict[str, type[PutInBin]] = {
     PickPlace.name: PickPlace,
     PickPlaceTwo.name: PickPlaceTwo,
+    HoldUp.name: HoldUp,
 }
 
 
@@ -169,8 +206,9 @@ def task_from_instruction(instruction: str) -> tuple[str, dict]:
 
     "put the red cube in the bin" -> ("pick_place", {"target": "red"});
     "put the red cube then the blue cube in the bin" ->
-    ("pick_place_two", {"targets": ["red", "blue"]}). Case and a final "." do
-    not matter. Anything else raises ValueError listing what is understood.
+    ("pick_place_two", {"targets": ["red", "blue"]}); "hold the red cube up" ->
+    ("hold_up", {"target": "red"}). Case and a final "." do not matter.
+    Anything else raises ValueError listing what is understood.
     """
     text = " ".join(str(instruction).lower().strip().rstrip(".!").split())
     colours = "|".join(COLORS)
@@ -180,10 +218,13 @@ def task_from_instruction(instruction: str) -> tuple[str, dict]:
     two = re.fullmatch(rf"put the ({colours}) cube then the ({colours}) cube in the bin", text)
     if two and two.group(1) != two.group(2):
         return PickPlaceTwo.name, {"targets": [two.group(1), two.group(2)]}
+    hold = re.fullmatch(rf"hold the ({colours}) cube up", text)
+    if hold:
+        return HoldUp.name, {"target": hold.group(1)}
     raise ValueError(
-        f"cannot understand the instruction {instruction!r}; use 'put the <colour> cube in the bin' or "
-        f"'put the <colour> cube then the <colour> cube in the bin' (two different colours) with a colour "
-        f"from: {', '.join(COLORS)}"
+        f"cannot understand the instruction {instruction!r}; use 'put the <colour> cube in the bin', "
+        f"'put the <colour> cube then the <colour> cube in the bin' (two different colours) or "
+        f"'hold the <colour> cube up', with a colour from: {', '.join(COLORS)}"
     )
 
 
