@@ -197,3 +197,41 @@ def test_fast_words_in_a_vlm_and_answer_ids_for_the_ki_layout(fitted):
     failures = tok.decode_failures
     assert tok.decode(fast_tokens_from_ids([vlm.tokenizer.word_to_id["red"]] + written, ids, eos)).shape == (H, D)
     assert tok.decode_failures == failures + 1
+
+
+def test_pi0_makes_its_fast_targets_from_the_batchs_own_chunk(fitted, tmp_path):
+    """With a FAST tokenizer attached, any pi0 batch (images, state, task, action) trains the KI layout: the
+    targets are the batch's relative chunk, encoded; they travel with the checkpoint; max_fast_tokens cuts."""
+    from vla_course.models import Pi0
+    from vla_course.models.relative import to_relative
+
+    tok, _ = fitted
+    model = tiny_pi0(chunk_size=H, layout="knowledge_insulation", knowledge_insulation=True,
+                     delta_mask=(True,) * 5 + (False,))
+    batch = random_pi0_batch(4, H, seed=3)
+    model.set_normalization_stats(stats_from_batch(batch))
+    ids = model.set_fast_tokenizer(tok)
+    rel = to_relative(batch["action"], batch["observation.state"], model.config.delta_mask).numpy()
+    want_ids, want_pad = fast_answer_ids(tok, rel, ids, model.vlm.tokenizer.pad_id)
+    got_ids, got_pad = model.fast_targets(batch)
+    assert torch.equal(got_ids, want_ids) and torch.equal(got_pad, want_pad)
+    torch.manual_seed(0)
+    implicit = model.compute_loss(batch)
+    torch.manual_seed(0)
+    explicit = model.compute_loss(dict(batch, answer_ids=want_ids, answer_pad=want_pad))
+    assert set(implicit) == {"loss", "flow", "fast"}
+    torch.testing.assert_close(implicit["fast"], explicit["fast"])
+
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "fast_tokenizer.json").is_file()
+    back = Pi0.from_pretrained(tmp_path)
+    assert back.fast_word_ids == ids and back.fast_tokenizer.encode(rel[0]) == tok.encode(rel[0])
+    torch.manual_seed(0)
+    torch.testing.assert_close(back.compute_loss(batch)["fast"], implicit["fast"])
+
+    longest = int(want_pad.sum(1).max())
+    model.config.max_fast_tokens = max(1, longest - 2)
+    cut_ids, cut_pad = model.fast_targets(batch)
+    assert cut_ids.shape[1] == longest - 2 and torch.equal(cut_ids, want_ids[:, : longest - 2])
+    with pytest.raises(ValueError, match="fitted on"):
+        tiny_pi0(chunk_size=H + 1, layout="knowledge_insulation").set_fast_tokenizer(tok)

@@ -67,6 +67,7 @@ from .vlm import (TinyVLM, answer_cross_entropy, shifted_answer_hidden, tokenize
                   vlm_config_from_dict)
 
 STATE_WORD = "state_{}"  # the words of a discretised state: state_0 .. state_{bins-1}
+FAST_FILE = "fast_tokenizer.json"  # a Knowledge Insulation checkpoint's fitted FAST tokenizer, beside config.json
 
 
 @dataclass
@@ -91,6 +92,8 @@ class Pi0Config:
     layout: str = "pi0"  # "pi0", "knowledge_insulation" or "subtask" (masks.LAYOUTS)
     knowledge_insulation: bool = False  # stop-gradient: the flow loss never reaches the backbone
     discrete_state_bins: int = 0  # > 0: the state also goes into the prefix as words, this many bins per joint
+    max_fast_tokens: int = 0  # > 0: FAST targets cut to this many tokens (frequency-major: the cut drops the
+    # highest frequencies first, a low-pass filter), which bounds the sequence a training step pays for
     flow_weight: float = 1.0
     text_weight: float = 1.0  # cross-entropy of the backbone's answer block (text or FAST tokens)
     # Weight of the localisation loss: instruction keypoint 0 of each camera regresses the named cube's pixel
@@ -145,6 +148,39 @@ class Pi0(nn.Module):
                 vlm.tokenizer.add_words(words)
                 vlm.resize_token_embeddings()
             self._state_word_ids = torch.tensor([vlm.tokenizer.word_to_id[w] for w in words])
+        self.fast_tokenizer = None  # Knowledge Insulation: makes the FAST targets from each batch's own chunk
+        self.fast_word_ids: list[int] = []  # vocabulary id of FAST token k
+
+    def set_fast_tokenizer(self, tokenizer) -> list[int]:
+        """Attach a fitted :class:`~vla_course.models.fast.FASTTokenizer` (fitted on *relative* chunks in data
+        units when ``delta_mask`` is set: the chunks as the model predicts them). Its tokens become words of the
+        backbone's vocabulary ("fast_0", ...; new rows, old ids unchanged), ``compute_loss`` then encodes every
+        batch's own action chunk as the answer block, and the tokenizer is saved with the checkpoint."""
+        from .fast import add_fast_words
+
+        if tokenizer.horizon != self.config.chunk_size or tokenizer.action_dim != self.config.action_dim:
+            raise ValueError(f"the FAST tokenizer was fitted on ({tokenizer.horizon}, {tokenizer.action_dim}) chunks; "
+                             f"this model predicts ({self.config.chunk_size}, {self.config.action_dim})")
+        self.fast_tokenizer = tokenizer
+        self.fast_word_ids = add_fast_words(self.vlm, tokenizer)
+        return self.fast_word_ids
+
+    def fast_chunks(self, batch: dict):
+        """The batch's action chunks as the FAST tokenizer reads them: relative (``delta_mask``), data units."""
+        actions = torch.as_tensor(batch[ACTION_KEY], dtype=torch.float32)
+        raw_state = torch.as_tensor(batch[STATE_KEY], dtype=torch.float32)
+        return to_relative(actions, raw_state, self.config.delta_mask).cpu().numpy()
+
+    def fast_targets(self, batch: dict) -> tuple[Tensor, Tensor]:
+        """The FAST tokens of the batch's own action chunks, as vocabulary ids: ``(ids (B, M), pad (B, M))``,
+        cut to ``max_fast_tokens``."""
+        from .fast import fast_answer_ids
+
+        ids, pad = fast_answer_ids(self.fast_tokenizer, self.fast_chunks(batch), self.fast_word_ids,
+                                   self.vlm.tokenizer.pad_id)
+        if self.config.max_fast_tokens and ids.shape[1] > self.config.max_fast_tokens:
+            ids, pad = ids[:, : self.config.max_fast_tokens], pad[:, : self.config.max_fast_tokens]
+        return ids, pad
 
     @property
     def experts(self) -> list[Expert]:
@@ -186,9 +222,13 @@ class Pi0(nn.Module):
         (no answer block in this layout, or none in the batch)."""
         if self.answer_block is None:
             return None
+        ids = None
         if "answer_ids" in batch:
             ids = torch.as_tensor(batch["answer_ids"], dtype=torch.long)
             pad = torch.as_tensor(batch.get("answer_pad", torch.ones_like(ids, dtype=torch.bool)), dtype=torch.bool)
+        elif self.answer_block == "fast" and self.fast_tokenizer is not None and ACTION_KEY in batch:
+            ids, pad = self.fast_targets(batch)
+        if ids is not None:
             eos = torch.full((ids.shape[0], 1), self.vlm.tokenizer.pad_id, dtype=torch.long)
             ids = torch.cat([ids, eos], 1)
             pad = torch.cat([pad, torch.zeros_like(pad[:, :1])], 1)
@@ -348,12 +388,18 @@ class Pi0(nn.Module):
         normalisation statistics): everything the model needs to act."""
         save_checkpoint(self, path, {"kind": "Pi0", "vlm": asdict(self.vlm.config), "pi0": asdict(self.config),
                                      "tokenizer": self.vlm.tokenizer.to_dict()})
+        if self.fast_tokenizer is not None:
+            self.fast_tokenizer.save(Path(path) / FAST_FILE)
 
     @classmethod
     def from_pretrained(cls, path: str | Path) -> Pi0:
         cfg = read_config(path)
         vlm = TinyVLM(tokenizer_from_config(cfg, path), vlm_config_from_dict(cfg.get("vlm"), path))
         model = cls(vlm, pi0_config_from_dict(cfg.get("pi0"), path))
+        if (Path(path) / FAST_FILE).is_file():  # its words are already in the saved vocabulary
+            from .fast import FASTTokenizer
+
+            model.set_fast_tokenizer(FASTTokenizer.load(Path(path) / FAST_FILE))
         load_weights(model, path)
         for name in ("state_normalizer", "action_normalizer"):
             if not bool(getattr(model, name).is_set):
