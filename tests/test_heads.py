@@ -335,9 +335,20 @@ def test_animation_outputs_play_offline():
     assert gif[:6] == b"GIF89a"
     from PIL import Image
     import io
+    import numpy as np
     im = Image.open(io.BytesIO(gif))
     assert im.n_frames == 4 and im.size == (960, 350)   # dpi 100
     assert va.gif_html(gif).startswith('<img src="data:image/gif;base64,')
+    strip = Image.open(io.BytesIO(va.gif_strip(gif, n=3)))   # the still beside the animation: first, middle, last
+    w, h = im.size
+    assert strip.format == "PNG" and strip.size == (3 * w, h)
+    im.seek(0)
+    first = np.asarray(im.convert("RGB"))
+    im.seek(im.n_frames - 1)
+    last = np.asarray(im.convert("RGB"))
+    pixels = np.asarray(strip.convert("RGB"))
+    assert np.array_equal(pixels[:, :w], first) and np.array_equal(pixels[:, 2 * w:], last)
+    assert not np.array_equal(first, last)
     chunks = {"ddpm": torch.randn(11, 5, 8, 2), "flow": torch.randn(3, 5, 8, 2)}
     through = {k: torch.tensor([True, False, False, False, True]) for k in chunks}
     assert Image.open(io.BytesIO(va.to_gif(vh.animate_chunks(chunks, num_frames=3, through=through)))).n_frames == 3

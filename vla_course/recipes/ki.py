@@ -37,7 +37,8 @@ import numpy as np
 import torch
 
 from vla_course.data.cache import cache_dir, dataset_size, layout_seeds, relative_to_repo
-from vla_course.recipes.pi0 import Pi0BaseRecipe, base_recording, base_vlm, build_pi0, model_stats
+from vla_course.recipes.pi0 import (Pi0BaseRecipe, add_image_tokens, base_recording, base_vlm, build_pi0,
+                                    model_stats)
 from vla_course.train import recipe
 from vla_course.training import Source, TrainConfig, train
 from vla_course.training.evaluate import chunk_latency_ms, choose_n_action_steps, evaluate_pi0, summary
@@ -174,12 +175,7 @@ def _run(cfg: Pi0KIRecipe, *, seed: int, out_dir: Path, cache=None) -> dict:
         data.target_xy, data.target_valid = target_pixels(data, layout_seeds(cfg.recordings))
 
     pretrained = {n for n, _ in vlm.named_parameters()}
-    vlm.set_grid(cfg.grid)
-    torch.manual_seed(seed)
-    if cfg.keypoints:
-        vlm.add_keypoints(cfg.keypoints, cfg.keypoint_layer, cfg.keypoint_temp)
-    if cfg.instruction_keypoints:
-        vlm.add_instruction_keypoints(cfg.instruction_keypoints, cfg.keypoint_temp)
+    add_image_tokens(vlm, cfg, seed)
     kw = {}
     if cfg.fast:
         kw = {"layout": "knowledge_insulation", "discrete_state_bins": cfg.discrete_state_bins,

@@ -190,6 +190,18 @@ def model_stats(data, delta_mask=None) -> dict:
     return {STATE_KEY: data.stats[STATE_KEY], ACTION_KEY: chunk_stats(data, delta_mask)}
 
 
+def add_image_tokens(vlm, cfg, seed: int) -> None:
+    """The recipe's image tokens on ``vlm``: its grid, then (seeded) keypoint and instruction keypoint tokens (this
+    course's additions, not pi0's). ``cfg`` has ``grid``, ``keypoints``, ``keypoint_layer``, ``keypoint_temp`` and
+    ``instruction_keypoints`` (``Pi0BaseRecipe`` and the recipes that copy it)."""
+    vlm.set_grid(cfg.grid)
+    torch.manual_seed(seed)
+    if cfg.keypoints:
+        vlm.add_keypoints(cfg.keypoints, cfg.keypoint_layer, cfg.keypoint_temp)
+    if cfg.instruction_keypoints:
+        vlm.add_instruction_keypoints(cfg.instruction_keypoints, cfg.keypoint_temp)
+
+
 def build_pi0(vlm, stats: dict, **config):
     from vla_course.models import Pi0, Pi0Config
 
@@ -232,12 +244,7 @@ def pi0_base(cfg: Pi0BaseRecipe, *, seed: int, out_dir: Path, cache=None) -> dic
         if k == 0 and cfg.instruction_keypoints and cfg.localization_weight:
             data.target_xy, data.target_valid = target_pixels(data, layout_seeds(cfg.recordings))
         if model is None:
-            vlm.set_grid(cfg.grid)
-            torch.manual_seed(seed)
-            if cfg.keypoints:
-                vlm.add_keypoints(cfg.keypoints, cfg.keypoint_layer, cfg.keypoint_temp)
-            if cfg.instruction_keypoints:
-                vlm.add_instruction_keypoints(cfg.instruction_keypoints, cfg.keypoint_temp)
+            add_image_tokens(vlm, cfg, seed)
             model = build_pi0(vlm, model_stats(data, cfg.delta_mask), delta_mask=cfg.delta_mask,
                               localization_weight=cfg.localization_weight)
         log = train(model, Source("robot", data, cfg.batch_size, transform=shift_images(cfg.shift)),

@@ -13,6 +13,8 @@ notebook viewer, which runs no JavaScript. Each helper says where its output pla
   but it does render an ``<img>`` in an HTML output (reported in
   https://github.com/jsboige/CoursIA/pull/16577; nbconvert also lacks ``image/gif``:
   https://github.com/jupyter/nbconvert/issues/2270).
+* :func:`gif_strip`: a few of those frames side by side as one PNG, the still that every viewer shows (put it
+  beside the animation too: if a viewer drops the ``<img>``, the strip still tells the story).
 * :func:`plotly_bundle`: a plotly figure as a display bundle with the plotly MIME type (Jupyter's
   plotly extension draws it from the saved notebook, no kernel, no network) and an HTML version
   for exports (it loads plotly.js from plotly's CDN: online only). GitHub shows neither, so put a
@@ -121,6 +123,28 @@ def gif_html(gif: bytes, alt: str = "animation", width: int | None = None) -> st
     """An ``<img>`` holding the GIF as a data URI: renders on GitHub, in Jupyter and in HTML exports."""
     size = f' width="{width}"' if width else ""
     return f'<img src="data:image/gif;base64,{base64.b64encode(gif).decode()}" alt="{alt}"{size}>'
+
+
+def gif_strip(gif: bytes, n: int = 5, height: int | None = None) -> bytes:
+    """``n`` evenly spaced frames of a GIF (first and last included) side by side, as PNG bytes: the still that
+    renders in every viewer, GitHub's included, beside an animation (``IPython.display.Image(data=...)``)."""
+    import io
+
+    from PIL import Image, ImageSequence
+
+    with Image.open(io.BytesIO(gif)) as im:
+        frames = [f.convert("RGB") for f in ImageSequence.Iterator(im)]
+    pick = [frames[round(k * (len(frames) - 1) / max(1, n - 1))] for k in range(min(n, len(frames)))]
+    if height:
+        pick = [f.resize((round(f.width * height / f.height), height)) for f in pick]
+    strip = Image.new("RGB", (sum(f.width for f in pick), max(f.height for f in pick)), "white")
+    x = 0
+    for f in pick:
+        strip.paste(f, (x, 0))
+        x += f.width
+    out = io.BytesIO()
+    strip.save(out, format="PNG", optimize=True)
+    return out.getvalue()
 
 
 def plotly_bundle(fig, html: bool = True) -> dict:
