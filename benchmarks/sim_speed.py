@@ -8,9 +8,12 @@ Prints, for the ``pick_place`` task driven by the scripted expert:
    frames/s and real-time factor (target >= 2x);
 3. rendering alone at 96 px and at 256 px (demo-video size);
 4. the expert's success rate over seeds 0..N-1 (default 100), plus success with
-   each of the imperfect-data knobs on a smaller set of seeds.
+   each of the imperfect-data knobs on a smaller set of seeds;
+5. the expert on the multi-step tasks of the pi0.5 chapter (clear_table, two_in_order, refer;
+   target >= 95% each): success, mean episode length and subtasks per episode.
 
-Usage:  python benchmarks/sim_speed.py [--episodes 100] [--render-episodes 5]
+Usage:  python benchmarks/sim_speed.py [--episodes 100] [--render-episodes 5] [--task-episodes 100]
+        python benchmarks/sim_speed.py --only-tasks     # section 5 only
 Timings on a shared 2-core laptop CPU are noisy: run twice before concluding.
 """
 
@@ -48,8 +51,41 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=100, help="expert episodes for the success rate")
     parser.add_argument("--render-episodes", type=int, default=5, help="episodes with front+wrist rendering")
     parser.add_argument("--mistake-episodes", type=int, default=20, help="episodes per mistake knob")
+    parser.add_argument("--task-episodes", type=int, default=100, help="expert episodes per multi-step task")
+    parser.add_argument("--only-tasks", action="store_true", help="run only the multi-step tasks (section 5)")
     args = parser.parse_args()
+    if not args.only_tasks:
+        speed(args)
+    multistep(args.task_episodes)
 
+
+def multistep(episodes: int) -> None:
+    """The scripted expert on the pi0.5 chapter's tasks, layout seeds 0..episodes-1, no rendering."""
+    for task in ("clear_table", "two_in_order", "refer"):
+        env = make_env(task=task, seed=0, cameras=())
+        expert = ScriptedExpert(env)
+        ok, lengths, subtasks = 0, [], []
+        for seed in range(episodes):
+            obs, _ = env.reset(seed=seed)
+            expert.reset()
+            labels, steps = [], 0
+            while True:
+                obs, _, terminated, truncated, info = env.step(expert.act(obs))
+                steps += 1
+                if not labels or labels[-1] != expert.subtask:
+                    labels.append(expert.subtask)
+                if terminated or truncated:
+                    break
+            ok += bool(info["success"])
+            lengths.append(steps)
+            subtasks.append(len(labels))
+        env.close()
+        print(f"expert on {task:<13}: {ok}/{episodes} = {100.0 * ok / episodes:.1f}% (seeds 0..{episodes - 1}), "
+              f"mean {np.mean(lengths):.0f} steps (max {max(lengths)}), {np.mean(subtasks):.1f} subtask labels "
+              "per episode")
+
+
+def speed(args) -> None:
     # 1. No rendering: physics + IK expert (this is also the success-rate run).
     env = make_env(task="pick_place", seed=0, cameras=())
     ok, steps, secs = run_episodes(env, range(args.episodes))

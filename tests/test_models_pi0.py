@@ -366,3 +366,57 @@ def test_a_config_that_is_not_json_is_one_line(tmp_path):
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(ValueError, match="not valid JSON"):
         Pi0.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize("bins", [0, 8])
+def test_decode_subtask_writes_what_the_text_loss_was_trained_on(bins):
+    """Overfit one subtask per row, then greedy decoding from the same prefix writes exactly those words."""
+    torch.manual_seed(0)
+    model, batch = _ready(layout="subtask", discrete_state_bins=bins)
+    texts = ["pick up the red cube", "put the cube", "pick up the blue cube"]  # words of the test vocabulary
+    a = dict(batch, answer=texts)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(150):
+        opt.zero_grad()
+        model.compute_loss(a)["text"].backward()
+        opt.step()
+    model.eval()
+    assert model.decode_subtask(batch) == texts
+    if bins:  # the state words are part of what the high level reads
+        moved = dict(batch, **{"observation.state": batch["observation.state"] + 40.0})
+        assert model.state_words(model.state_normalizer.normalize(moved["observation.state"])) != \
+            model.state_words(model.state_normalizer.normalize(batch["observation.state"]))
+    plain, _ = _ready()
+    with pytest.raises(ValueError, match="subtask"):
+        plain.decode_subtask(batch)
+
+
+def test_pi05_policy_thinks_then_acts_on_its_words():
+    from vla_course.models import Pi0Policy
+
+    model, batch = _ready(layout="subtask")
+    frame = {k: (v[0] if k != "task" else v[0]) for k, v in batch.items()}
+    said = {"n": 0}
+    real = model.decode_subtask
+
+    def decode(b, **kw):  # count the decodes, and return a text that changes on the 3rd
+        said["n"] += 1
+        return ["put the cube"] if said["n"] >= 3 else real(b, **kw)
+
+    model.decode_subtask = decode
+    pol = Pi0Policy(model, n_action_steps=2, seed=0)
+    acts = [pol.act(frame) for _ in range(4)]
+    assert said["n"] == 2 and [s for s, _ in pol.thoughts] == [0, 2]  # once per chunk
+    # the actions are what the expert makes of the thought: the same noise and words give the same chunk
+    noise = torch.randn(1, 4, NUM_JOINTS, generator=torch.Generator().manual_seed(0))
+    b0 = dict(pol.frame_to_batch(frame), answer=[pol.thoughts[0][1]])
+    torch.testing.assert_close(torch.as_tensor(acts[0]), model.sample_actions(b0, noise=noise)[0, 0])
+    # think_every=1: a decode at every step; a changed text drops the rest of the queued chunk
+    said["n"] = 0
+    pol = Pi0Policy(model, n_action_steps=4, seed=0, think_every=1)
+    for _ in range(4):
+        pol.act(frame)
+    assert said["n"] == 4 and pol.subtask == "put the cube"
+    assert len(pol.queue) == 2  # a fresh chunk at step 2 (the words changed), of which steps 2, 3 ran
+    with pytest.raises(ValueError, match="think_every"):
+        Pi0Policy(_ready()[0], think_every=2)

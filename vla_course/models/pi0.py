@@ -343,6 +343,21 @@ class Pi0(nn.Module):
 
     # ---- inference -------------------------------------------------------------------------
     @torch.inference_mode()
+    def decode_subtask(self, batch: dict, max_new_tokens: int = 8) -> list[str]:
+        """pi0.5's high level, pi(subtask | o, prompt): the backbone writes the next subtask in words, greedily,
+        from the prefix (images, the high-level prompt ``batch["task"]``, the state as words), each word seeing
+        the prefix and the words before it: the ``subtask`` layout's causal answer block, as it was trained.
+        Put the text in ``batch["answer"]`` and :meth:`sample_actions` acts on it, pi(a | o, subtask)."""
+        if self.answer_block != "subtask":
+            raise ValueError(f"decode_subtask needs a model in the 'subtask' layout (pi0.5); this one is "
+                             f"{self.config.layout!r}")
+        append = None
+        if self.config.discrete_state_bins:
+            state = self.state_normalizer.normalize(torch.as_tensor(batch[STATE_KEY], dtype=torch.float32))
+            append = self.state_words(state)
+        return self.vlm.generate(batch, max_new_tokens=max_new_tokens, prompts=list(batch["task"]), append_ids=append)
+
+    @torch.inference_mode()
     def sample_actions(self, batch: dict, num_steps: int | None = None, noise: Tensor | None = None,
                        use_cache: bool = True) -> Tensor:
         """Denoise one action chunk per row: (B, H, action_dim) **absolute** joint targets, in real units.

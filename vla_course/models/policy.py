@@ -7,6 +7,12 @@ just calls ``policy.act(frame)`` at 30 Hz, like it does for the scripted expert.
 
 ``frame`` uses LeRobot keys with no batch dimension, as ``robot.observation_to_frame`` builds it:
 ``observation.state`` (6,), ``observation.images.<cam>`` uint8 (96, 96, 3) and ``task`` str.
+
+A pi0.5 model (``layout="subtask"``) acts in two stages, pi(a | o, subtask) pi(subtask | o, prompt): the
+backbone first writes the next subtask in words (:meth:`Pi0.decode_subtask`), then the expert denoises a
+chunk that sees that text. *When* to think again is a choice (``think_every``, measured in notebook 07):
+before every chunk (the default), or every N control steps, dropping what is left of the queued chunk
+when the words change. ``policy.subtask`` is the latest thought and ``policy.thoughts`` its history.
 """
 
 from __future__ import annotations
@@ -30,9 +36,12 @@ class Pi0Policy:
             (at most ``chunk_size``; default: the model's ``config.n_action_steps``, which its recipe measured).
         num_steps: Euler steps per chunk (10 in pi0).
         seed: seeds the initial noise, so rollouts can be reproduced.
+        think_every: pi0.5 models only: re-decode the subtask every this many control steps (a new text
+            replaces the rest of the queued chunk); None: before every chunk.
     """
 
-    def __init__(self, model: Pi0, n_action_steps: int | None = None, num_steps: int = 10, seed: int | None = None):
+    def __init__(self, model: Pi0, n_action_steps: int | None = None, num_steps: int = 10, seed: int | None = None,
+                 think_every: int | None = None):
         h = model.config.chunk_size
         self.model = model.eval()
         self.n_action_steps = n_action_steps or model.config.n_action_steps
@@ -41,11 +50,25 @@ class Pi0Policy:
         self.num_steps = num_steps
         self.cameras = tuple(model.vlm.config.cameras)
         self.seed = seed
+        self.hierarchical = model.answer_block == "subtask"
+        if think_every is not None and not (self.hierarchical and think_every >= 1):
+            raise ValueError(f"think_every must be an int >= 1, for a pi0.5 (subtask) model; got {think_every!r} "
+                             f"for layout {model.config.layout!r}")
+        self.think_every = think_every
         self.reset()
 
     def reset(self) -> None:
         self.queue: deque[np.ndarray] = deque()
         self.generator = torch.Generator().manual_seed(self.seed) if self.seed is not None else None
+        self.steps = 0
+        self.subtask: str | None = None  # pi0.5: the latest decoded subtask
+        self.thoughts: list[tuple[int, str]] = []  # (control step, subtask text) at every decode
+
+    def think(self, batch: dict) -> str:
+        """pi0.5's high level: decode the next subtask and remember it."""
+        self.subtask = self.model.decode_subtask(batch)[0]
+        self.thoughts.append((self.steps, self.subtask))
+        return self.subtask
 
     def frame_to_batch(self, frame: dict) -> dict:
         """Add the batch dimension and turn arrays into tensors."""
@@ -56,9 +79,21 @@ class Pi0Policy:
         return batch
 
     def act(self, frame: dict) -> np.ndarray:
+        batch = None
+        if self.hierarchical and self.think_every and self.steps % self.think_every == 0:
+            batch = self.frame_to_batch(frame)
+            before = self.subtask
+            if self.think(batch) != before:
+                self.queue.clear()  # new words: act on them now
         if not self.queue:
+            batch = batch or self.frame_to_batch(frame)
+            if self.hierarchical:
+                if not self.think_every:
+                    self.think(batch)
+                batch["answer"] = [self.subtask]
             cfg = self.model.config
             noise = torch.randn(1, cfg.chunk_size, cfg.action_dim, generator=self.generator)
-            chunk = self.model.sample_actions(self.frame_to_batch(frame), num_steps=self.num_steps, noise=noise)
+            chunk = self.model.sample_actions(batch, num_steps=self.num_steps, noise=noise)
             self.queue.extend(chunk[0, : self.n_action_steps].numpy().astype(np.float32))
+        self.steps += 1
         return self.queue.popleft()

@@ -220,13 +220,14 @@ class TinyVLM(nn.Module):
         return answer_cross_entropy(logits, targets, reduction)
 
     # ---- inference ---------------------------------------------------------------------
-    def prefill(self, batch: dict, prompts: list[str] | None = None) -> tuple[Tensor, KVCache]:
-        """Run the prefix once through the backbone.
+    def prefill(self, batch: dict, prompts: list[str] | None = None,
+                append_ids: list[list[int]] | None = None) -> tuple[Tensor, KVCache]:
+        """Run the prefix once through the backbone (``append_ids``: words after the prompt, e.g. the state).
 
         It returns the final hidden state of each row's last real prefix token
         (B, W) and the KV cache (which holds the prefix's pad mask).
         """
-        prefix, pad = self.embed_prefix(batch, prompts)
+        prefix, pad = self.embed_prefix(batch, prompts, append_ids=append_ids)
         mask = make_att_2d_masks(pad, torch.zeros(pad.shape[1], dtype=torch.long, device=pad.device))
         (h,), cache = joint_forward([self.backbone], [prefix], mask, positions_from_pad(pad),
                                     return_cache=True, rope_base=self.config.rope_base, pad_mask=pad)
@@ -235,7 +236,8 @@ class TinyVLM(nn.Module):
 
     @torch.inference_mode()
     def generate(self, batch: dict, max_new_tokens: int = 8, allowed_ids=None, return_cache: bool = False,
-                 prompts: list[str] | str | None = None, return_ids: bool = False, return_logits: bool = False):
+                 prompts: list[str] | str | None = None, return_ids: bool = False, return_logits: bool = False,
+                 append_ids: list[list[int]] | None = None):
         """Greedy decoding with a KV cache: the course's one decoder (VQA answers, action words, subtasks).
 
         ``batch`` holds the camera images (and ``"prompt"`` unless ``prompts`` is given). It runs the prefix
@@ -246,10 +248,11 @@ class TinyVLM(nn.Module):
         Returns the answer strings (one per row); with ``return_ids`` / ``return_logits`` / ``return_cache``
         a tuple ``(texts, [ids (B, T)], [logits (B, T, V)], [cache])`` of what was asked, in that order. The
         cache holds the prefix and every generated word but the last (whose keys were never computed).
+        ``append_ids`` go after each prompt (pi0.5's state as words, :meth:`Pi0.decode_subtask`).
         """
         if isinstance(prompts, str):
             prompts = [prompts]
-        h_last, cache = self.prefill(batch, prompts)
+        h_last, cache = self.prefill(batch, prompts, append_ids)
         bsz, dev = h_last.shape[0], h_last.device
         bias = torch.zeros(self.embed.num_embeddings, device=dev)
         if allowed_ids is not None:

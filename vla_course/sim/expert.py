@@ -210,7 +210,9 @@ class ScriptedExpert:
             return PLACE_SUBTASK
         if self.phase in HOLD_PHASES:
             return HOLD_SUBTASK
-        target = self.target if self.phase != "retreat" else None
+        # retreat and approach: the cube the task names now (right after a retreat ``self.target`` is still
+        # the cube just binned until the next step's update)
+        target = self.target if self.phase not in ("retreat", "approach") else None
         target = target or self.env.scene_state()["target"]
         return DONE_SUBTASK if target is None else PICK_SUBTASK.format(target)
 
@@ -334,7 +336,7 @@ class ScriptedExpert:
             elif self._move_towards(np.array([*self.hold_xy, HOLD_TIP_Z]), SLOW) and self.phase == "raise":
                 self._go("hold")
         elif self.phase == "transport":
-            bin_xy = np.array(state["bin_pos"][:2])
+            bin_xy = self.env.task.drop_point(state)
             waypoint = np.array([*bin_xy, CARRY_Z])
             arrived = self._move_towards(waypoint, FAST)
             # The drop happens a fraction ``drop_at`` of the way to the bin, but
@@ -358,7 +360,7 @@ class ScriptedExpert:
                     self.gave_up = True
                     self._go("home")
         elif self.phase == "lower":
-            bin_xy = np.array(state["bin_pos"][:2])
+            bin_xy = self.env.task.drop_point(state)
             if self._move_towards(np.array([*bin_xy, RELEASE_Z]), SLOW):
                 self._go("release")
         elif self.phase == "release":

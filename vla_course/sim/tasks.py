@@ -13,6 +13,12 @@ target cubes); ``pick_place`` is ``PutInBin`` with one target, and
 ("hold the <colour> cube up") is the *new skill* of the fine-tuning chapter:
 the same tables, a different ending (lift the cube high instead of binning it).
 
+The multi-step tasks of the pi0.5 chapter (notebook 07), where one prompt means several
+subtasks: :class:`ClearTable` ("clear the table": every cube, any order),
+:class:`TwoInOrder` ("put the <a> cube in the bin, then the <b> cube": order checked)
+and :class:`Refer` (one cube named by where it is: "put the leftmost cube in the bin",
+"put the cube nearest the bin in the bin", the relations the VLM's VQA pretraining knows).
+
 Success is defined on the *physical* outcome, never on what the robot intended:
 every target cube lies inside the bin and the gripper is not holding it (or,
 for ``hold_up``, the named cube is in the gripper, high above the table).
@@ -96,6 +102,10 @@ class PutInBin:
         cubes = {c: (x, y, float(rng.uniform(-np.pi / 4, np.pi / 4))) for c, (x, y) in zip(colours, positions)}
         return Layout(cubes=cubes, targets=[str(t) for t in targets], instruction=self.instruction(targets), seed=seed)
 
+    def drop_point(self, state: dict) -> np.ndarray:
+        """Where (x, y) the scripted expert lets go of a cube over the bin: its centre."""
+        return np.array(state["bin_pos"][:2])
+
     # -- judging ----------------------------------------------------------
     def current_target(self, state: dict) -> str | None:
         """The first target not yet in the bin (None when all are in)."""
@@ -169,6 +179,126 @@ class HoldUp(PutInBin):
         return state["held"] == target and state["cubes"][target]["pos"][2] >= self.HOLD_Z
 
 
+class ClearTable(PutInBin):
+    """"clear the table": every cube on the table into the bin, in any order (2 to 3 cubes).
+
+    ``targets`` lists all the cubes, nearest the bin first (the order the scripted expert takes them); success
+    does not check the order. The cube to take now (``current_target``) is the one in the gripper, else the
+    one still on the table nearest the bin, so the expert's plan follows the table as it is.
+    """
+
+    name = "clear_table"
+
+    def __init__(self, n_cubes: int | None = None):
+        if n_cubes is not None and not 2 <= n_cubes <= 3:
+            raise ValueError(f"n_cubes={n_cubes} is out of range for clear_table; use 2 or 3 (or None: 2..3 by seed)")
+        self.n_cubes, self.targets = n_cubes, None
+        self.n_targets = n_cubes or 3  # the episode length allows this many cubes
+
+    def instruction(self, targets: list[str]) -> str:
+        return "clear the table"
+
+    def sample(self, rng: np.random.Generator, seed: int = 0) -> Layout:
+        n = self.n_cubes or int(rng.integers(2, 4))
+        colours = [str(c) for c in rng.choice(list(COLORS), size=n, replace=False)]
+        positions = sample_positions(rng, n)
+        cubes = {c: (x, y, float(rng.uniform(-np.pi / 4, np.pi / 4))) for c, (x, y) in zip(colours, positions)}
+        targets = sorted(colours, key=lambda c: _bin_distance(cubes[c]))
+        return Layout(cubes=cubes, targets=targets, instruction=self.instruction(targets), seed=seed)
+
+    # Where the expert lets go of the 1st, 2nd, 3rd cube: three corners of the 90 mm bin, so that the third cube
+    # does not land on top of the others (a stack rises above the walls and does not count as in the bin).
+    SLOTS = ((-0.02, -0.02), (0.02, 0.02), (-0.02, 0.02))
+
+    def drop_point(self, state: dict) -> np.ndarray:
+        k = sum(state["cubes"][c]["in_bin"] for c in state["targets"])
+        return np.array(state["bin_pos"][:2]) + self.SLOTS[min(k, len(self.SLOTS) - 1)]
+
+    def current_target(self, state: dict) -> str | None:
+        left = [c for c in state["targets"] if not state["cubes"][c]["in_bin"]]
+        if state["held"] in left:
+            return state["held"]
+        return min(left, key=lambda c: _bin_distance(state["cubes"][c]["pos"])) if left else None
+
+    def success(self, state: dict) -> bool:
+        """Every cube is in the bin and none is in the gripper (any order)."""
+        return all(state["cubes"][c]["in_bin"] for c in state["targets"]) and state["held"] is None
+
+
+class TwoInOrder(PickPlaceTwo):
+    """"put the <a> cube in the bin, then the <b> cube": two named cubes, the order checked (pi0.5's phrasing
+    of ``pick_place_two``: the second cube is named without repeating the destination)."""
+
+    name = "two_in_order"
+
+    def instruction(self, targets: list[str]) -> str:
+        return f"put the {targets[0]} cube in the bin, then the {targets[1]} cube"
+
+
+REFERENCES = ("leftmost", "rightmost", "nearest the bin")  # as the front camera sees left and right
+
+
+class Refer(PutInBin):
+    """One cube named by where it is, not by its colour: "put the leftmost cube in the bin", "put the rightmost
+    cube in the bin", "put the cube nearest the bin in the bin" (3 to 5 cubes).
+
+    Left and right are the front camera's (the VQA questions' convention, ``front_right_axis``); the
+    referent is fixed when the table is laid out, and tables where it would be a close call (the runner-up
+    within ``MARGIN``) are redrawn, so every instruction names exactly one cube.
+    """
+
+    name = "refer"
+    MARGIN = 0.03  # metres between the referent and the runner-up
+
+    def __init__(self, n_cubes: int | None = None, reference: str | None = None):
+        if reference is not None and reference not in REFERENCES:
+            raise ValueError(f"unknown reference {reference!r}; use one of: {', '.join(REFERENCES)}")
+        super().__init__(n_cubes=n_cubes, n_targets=1)
+        self.reference = reference
+
+    @staticmethod
+    def instruction_for(reference: str) -> str:
+        if reference == "nearest the bin":
+            return "put the cube nearest the bin in the bin"
+        return f"put the {reference} cube in the bin"
+
+    def sample(self, rng: np.random.Generator, seed: int = 0) -> Layout:
+        reference = self.reference or str(rng.choice(REFERENCES))
+        for _ in range(100):
+            layout = super().sample(rng, seed)
+            ranked = rank_by_reference(layout.cubes, reference)
+            if ranked[1][1] - ranked[0][1] >= self.MARGIN:
+                target = ranked[0][0]
+                return Layout(cubes=layout.cubes, targets=[target], instruction=self.instruction_for(reference),
+                              seed=seed, extra={"reference": reference})
+        raise RuntimeError("could not draw a table with an unambiguous referent")
+
+
+def front_right_axis() -> np.ndarray:
+    """The world direction that points right in the front camera's image (it looks from
+    ``scene.FRONT_CAMERA_POS`` at ``scene.FRONT_CAMERA_TARGET`` with +z up)."""
+    back = np.subtract(scene.FRONT_CAMERA_POS, scene.FRONT_CAMERA_TARGET)
+    right = np.cross([0.0, 0.0, 1.0], back)
+    return right / np.linalg.norm(right)
+
+
+def rank_by_reference(cubes: dict, reference: str) -> list[tuple[str, float]]:
+    """Cubes ``{colour: (x, y, ...)}`` ranked for a reference, best first, with a score (smaller is better):
+    the position along the image's left-to-right axis (``leftmost``; negated for ``rightmost``) or the
+    distance to the bin."""
+    right = front_right_axis()[:2]
+    if reference == "nearest the bin":
+        score = {c: _bin_distance(p) for c, p in cubes.items()}
+    else:
+        sign = 1.0 if reference == "leftmost" else -1.0
+        score = {c: sign * float(np.dot(p[:2], right)) for c, p in cubes.items()}
+    return sorted(score.items(), key=lambda kv: kv[1])
+
+
+def _bin_distance(pos) -> float:
+    return float(np.hypot(pos[0] - scene.BIN_POS[0], pos[1] - scene.BIN_POS[1]))
+
+
 def sample_positions(rng: np.random.Generator, n: int, max_tries: int = 1000) -> list[tuple[float, float]]:
     """``n`` cube centres in the reachable sector, apart from each other and the bin.
 
@@ -198,6 +328,9 @@ TASKS: dict[str, type[PutInBin]] = {
     PickPlace.name: PickPlace,
     PickPlaceTwo.name: PickPlaceTwo,
     HoldUp.name: HoldUp,
+    ClearTable.name: ClearTable,
+    TwoInOrder.name: TwoInOrder,
+    Refer.name: Refer,
 }
 
 
@@ -207,7 +340,10 @@ def task_from_instruction(instruction: str) -> tuple[str, dict]:
     "put the red cube in the bin" -> ("pick_place", {"target": "red"});
     "put the red cube then the blue cube in the bin" ->
     ("pick_place_two", {"targets": ["red", "blue"]}); "hold the red cube up" ->
-    ("hold_up", {"target": "red"}). Case and a final "." do not matter.
+    ("hold_up", {"target": "red"}); "clear the table" -> ("clear_table", {});
+    "put the red cube in the bin, then the blue cube" -> ("two_in_order", {"targets": ["red", "blue"]});
+    "put the leftmost cube in the bin" -> ("refer", {"reference": "leftmost"}). Case and a final "." do
+    not matter.
     Anything else raises ValueError listing what is understood.
     """
     text = " ".join(str(instruction).lower().strip().rstrip(".!").split())
@@ -221,10 +357,20 @@ def task_from_instruction(instruction: str) -> tuple[str, dict]:
     hold = re.fullmatch(rf"hold the ({colours}) cube up", text)
     if hold:
         return HoldUp.name, {"target": hold.group(1)}
+    if text == "clear the table":
+        return ClearTable.name, {}
+    order = re.fullmatch(rf"put the ({colours}) cube in the bin, ?then the ({colours}) cube", text)
+    if order and order.group(1) != order.group(2):
+        return TwoInOrder.name, {"targets": [order.group(1), order.group(2)]}
+    for reference in REFERENCES:
+        if text == Refer.instruction_for(reference):
+            return Refer.name, {"reference": reference}
     raise ValueError(
         f"cannot understand the instruction {instruction!r}; use 'put the <colour> cube in the bin', "
-        f"'put the <colour> cube then the <colour> cube in the bin' (two different colours) or "
-        f"'hold the <colour> cube up', with a colour from: {', '.join(COLORS)}"
+        f"'put the <colour> cube then the <colour> cube in the bin' (two different colours), "
+        f"'put the <colour> cube in the bin, then the <colour> cube', 'hold the <colour> cube up', "
+        f"'clear the table', 'put the leftmost|rightmost cube in the bin' or 'put the cube nearest the bin in "
+        f"the bin', with a colour from: {', '.join(COLORS)}"
     )
 
 
