@@ -71,3 +71,21 @@ def test_demo_with_the_expert(tmp_path, capsys):
     assert line.startswith('expert (scripted, privileged sim state), layout seed 10001: "put the blue cube in the bin": '
                            'success') and str(out) in line
     assert out.stat().st_size > 10_000
+
+
+def test_eval_reports_subtasks_completed_on_multi_step_tasks(capsys):
+    assert main(["eval", "--policy", "expert", "--task", "two_in_order", "--episodes", "2", "--seed", "0",
+                 "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["task"] == "two_in_order" and report["success_rate"] == 1.0 and report["subtasks_completed"] == 2.0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["eval", "--policy", "pi05", "--checkpoint", "no_such_pi05", "--episodes", "1"], "vla-course train no_such_pi05"),
+    (["eval", "--policy", "pi05", "--checkpoint", "pi0_base", "--episodes", "1"], "flat pi0"),
+])
+def test_pi05_policy_refuses_what_it_cannot_run(args, message):
+    proc = run_cli(*args)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr

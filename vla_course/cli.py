@@ -181,6 +181,8 @@ def _demo_sim(args, policy: str, policy_kwargs: dict) -> int:
 
         def render(outcome=None):
             status = f"t = {len(frames) / env.fps:4.1f} s"
+            if getattr(pol, "hierarchical", False) and pol.subtask:  # pi0.5: what it thinks it is doing
+                status += f'  thinks: "{pol.subtask}"'
             return demo_frame(env.render("front", size), env.render("wrist", size // 2), instruction, label,
                               status, outcome)
 
@@ -336,7 +338,7 @@ def evaluate(policy: str, episodes: int, seed: int, task: str = "pick_place", ta
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
         raise ValueError(f"episodes must be an integer >= 1, got {episodes!r}")
     cameras = _policy_cameras(policy)
-    successes, steps = [], []
+    successes, steps, completed = [], [], []
     robot = make_robot("sim", task=task, seed=seed, image_size=IMAGE_SIZE, cameras=cameras, **(task_kwargs or {}))
     with robot:
         pol = make_policy(policy, robot=robot, **(policy_kwargs or {}))
@@ -345,6 +347,7 @@ def evaluate(policy: str, episodes: int, seed: int, task: str = "pick_place", ta
             n = max(len(successes), 1)
             out = {"policy": policy, "task": task, "episodes": len(successes), "seed": seed,
                    "success_rate": sum(successes) / n, "mean_steps": sum(steps) / n,
+                   "subtasks_completed": sum(completed) / n,  # targets binned in the task's order, per episode
                    "successes": [bool(s) for s in successes], **extra}
             if getattr(pol, "checkpoint", None):
                 out["checkpoint"] = pol.checkpoint
@@ -356,6 +359,7 @@ def evaluate(policy: str, episodes: int, seed: int, task: str = "pick_place", ta
                 result = run_episode(robot, pol)
                 successes.append(result.success)
                 steps.append(result.steps)
+                completed.append(robot.env.task.progress(robot.env.scene_state()))
         except KeyboardInterrupt as stop:
             stop.report = report(interrupted=True, episodes_requested=episodes)
             raise

@@ -123,9 +123,9 @@ class Pi0CheckpointPolicy:
         except FileNotFoundError as e:
             found = available_pi0_checkpoints(root)
             hint = f"available: {', '.join(found)}" if found else "none is available yet"
-            raise FileNotFoundError(f"checkpoint {name!r} not found at {checkpoint_dir(name, root)}; make pi0 "
-                                    f"checkpoints with `vla-course train pi0_base` (then `pi0_finetune`) or pick "
-                                    f"another --checkpoint ({hint})") from e
+            raise FileNotFoundError(f"checkpoint {name!r} not found at {checkpoint_dir(name, root)}; make it with "
+                                    f"`vla-course train {name}` (pi0: pi0_base, then pi0_finetune; pi0.5: pi05) "
+                                    f"or pick another --checkpoint ({hint})") from e
         if tuple(model.vlm.config.cameras) != self.cameras:
             raise ValueError(f"checkpoint {name!r} expects cameras {tuple(model.vlm.config.cameras)}, "
                              f"this policy feeds {self.cameras}")
@@ -140,8 +140,39 @@ class Pi0CheckpointPolicy:
     def act(self, frame: dict) -> np.ndarray:
         return np.asarray(self.policy.act(frame), dtype=np.float32)
 
+    # a pi0.5 checkpoint (layout "subtask") thinks in words before it acts: what it said, and when
+    @property
+    def hierarchical(self) -> bool:
+        return self.policy.hierarchical
 
-POLICIES = {"expert": ExpertPolicy, "pi0": Pi0CheckpointPolicy}
+    @property
+    def subtask(self) -> str | None:
+        return self.policy.subtask
+
+    @property
+    def thoughts(self) -> list[tuple[int, str]]:
+        return self.policy.thoughts
+
+
+class Pi05CheckpointPolicy(Pi0CheckpointPolicy):
+    """pi0.5 in miniature (``vla-course train pi05``): before every chunk the backbone writes the next subtask in
+    words from the cameras and the high-level prompt ("clear the table"), then the expert acts on those words.
+    ``think_every``: think every N control steps instead (a changed text replaces the queued chunk)."""
+
+    def __init__(self, robot=None, checkpoint: str | None = None, n_action_steps: int | None = None,
+                 num_steps: int = 10, seed: int = 0, root=None, think_every: int | None = None):
+        super().__init__(robot, checkpoint or "pi05", n_action_steps, num_steps, seed, root)
+        if not self.policy.hierarchical:
+            raise ValueError(f"checkpoint {self.checkpoint!r} is a flat pi0 (layout {self.model.config.layout!r}); "
+                             f"run it with --policy pi0, or give --policy pi05 a pi0.5 checkpoint (e.g. pi05)")
+        if think_every is not None:
+            from vla_course.models import Pi0Policy
+
+            self.policy = Pi0Policy(self.model, n_action_steps=n_action_steps, num_steps=num_steps, seed=seed,
+                                    think_every=think_every)
+
+
+POLICIES = {"expert": ExpertPolicy, "pi0": Pi0CheckpointPolicy, "pi05": Pi05CheckpointPolicy}
 
 
 def make_policy(name: str, robot=None, **kwargs):

@@ -77,6 +77,19 @@ HOLD_SUBTASK, HOLD_PHASES = "hold it up", ("raise", "hold")  # hold_up's ending
 NEAR_BIN = 0.11  # a cube closer than this to the bin centre is grasped parallel to the wall
 
 
+def oracle_subtask(state: dict) -> str:
+    """The subtask a scene calls for now, in the expert's words, from the privileged state alone: "pick up the
+    <c> cube" for the cube the task names now, "put it in the bin" while that cube is in the gripper (for
+    hold_up: "hold it up"), "done" when nothing is left. What a pi0.5 high level is scored against at each of
+    its decisions (the expert's own labels also know its phase; this needs only the scene)."""
+    target = state["target"]
+    if target is None:
+        return DONE_SUBTASK
+    if state["held"] == target:
+        return HOLD_SUBTASK if state["instruction"].startswith("hold ") else PLACE_SUBTASK
+    return PICK_SUBTASK.format(target)
+
+
 def top_down_rotation(closing_angle: float) -> np.ndarray:
     """Orientation (3x3) of the Fixed_Jaw frame for a straight-down grasp.
 

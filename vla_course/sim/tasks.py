@@ -114,6 +114,16 @@ class PutInBin:
                 return colour
         return None
 
+    def progress(self, state: dict) -> int:
+        """How many of the targets are done: binned in the right order (the subtasks completed so far)."""
+        entered = [c for c in state.get("bin_order", []) if c in state["targets"] and state["cubes"][c]["in_bin"]]
+        done = 0
+        for want, got in zip(state["targets"], entered):
+            if want != got:
+                break
+            done += 1
+        return done
+
     def success(self, state: dict) -> bool:
         """Every target is in the bin, none is in the gripper, and they went in in order.
 
@@ -173,6 +183,9 @@ class HoldUp(PutInBin):
         """The cube to hold: always the named one (nothing goes in the bin)."""
         return state["targets"][0]
 
+    def progress(self, state: dict) -> int:
+        return int(self.success(state))
+
     def success(self, state: dict) -> bool:
         """The named cube is in the gripper with its centre at least ``HOLD_Z`` above the table."""
         target = state["targets"][0]
@@ -219,6 +232,10 @@ class ClearTable(PutInBin):
         if state["held"] in left:
             return state["held"]
         return min(left, key=lambda c: _bin_distance(state["cubes"][c]["pos"])) if left else None
+
+    def progress(self, state: dict) -> int:
+        """Cubes in the bin, in any order."""
+        return sum(state["cubes"][c]["in_bin"] and state["held"] != c for c in state["targets"])
 
     def success(self, state: dict) -> bool:
         """Every cube is in the bin and none is in the gripper (any order)."""

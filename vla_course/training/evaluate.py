@@ -19,13 +19,17 @@ def evaluate_policy(policy, seed: int, episodes: int, task: str = "pick_place", 
                     progress: bool = True, render=None) -> dict:
     """Success of ``policy`` (``reset()``/``act(frame)``) over layout seeds ``seed .. seed+episodes-1``.
 
-    Per episode it records the outcome, the steps, the number of cubes, the target, and every cube the
-    gripper held (tells "wrong cube" from "missed grasp"). ``render(env) -> frame`` records a video of each.
+    Per episode it records the outcome, the steps, the number of cubes, the target, every cube the
+    gripper held (tells "wrong cube" from "missed grasp") and the subtasks completed (targets binned in the
+    task's order, ``task.progress``). A pi0.5 policy (``policy.hierarchical``, with its ``thoughts``) also gets each decoded subtask
+    beside the one the scene called for at that moment (``oracle_subtask``). ``render(env) -> frame``
+    records a video of each.
     """
     from tqdm import tqdm  # a text bar: saved notebooks show its final state, not a stale "0%" widget
 
     from vla_course.control import run_episode
     from vla_course.robot import make_robot
+    from vla_course.sim.expert import oracle_subtask
 
     cameras = tuple(getattr(policy, "cameras", CAMERAS))
     robot = make_robot("sim", task=task, seed=seed, image_size=IMAGE_SIZE, cameras=cameras, **(task_kwargs or {}))
@@ -35,34 +39,47 @@ def evaluate_policy(policy, seed: int, episodes: int, task: str = "pick_place", 
             robot.reset(seed + i)
             env = robot.env
             held: list[str] = []
+            thinks = bool(getattr(policy, "hierarchical", False))
+            oracle = [oracle_subtask(env.scene_state())] if thinks else []  # oracle[k]: before step k's action
 
-            def on_step(frame, action, env=env, held=held):
+            def on_step(frame, action, env=env, held=held, oracle=oracle):
                 cube = env.held_cube()
                 if cube is not None and cube not in held:
                     held.append(cube)
+                if thinks:
+                    oracle.append(oracle_subtask(env.scene_state()))
 
             r = run_episode(robot, policy, on_step=on_step, render=(lambda: render(env)) if render else None)
-            rows.append({"seed": seed + i, "success": bool(r.success), "steps": r.steps,
-                         "n_cubes": len(env.layout.cubes), "target": env.layout.targets[0],
-                         "held": held, "instruction": r.instruction})
+            state = env.scene_state()
+            row = {"seed": seed + i, "success": bool(r.success), "steps": r.steps, "n_cubes": len(env.layout.cubes),
+                   "target": env.layout.targets[0], "held": held, "instruction": r.instruction,
+                   "subtasks_completed": env.task.progress(state), "subtasks_total": len(state["targets"])}
+            if thinks:
+                row["thoughts"] = [(k, text, oracle[k]) for k, text in policy.thoughts]
+            rows.append(row)
             if render:
                 videos.append(r.frames)
     succ = [r["success"] for r in rows]
     out = {"seed": seed, "episodes": episodes, "successes": int(sum(succ)),
            "success_rate": float(np.mean(succ)) if succ else 0.0, "task": task, "task_kwargs": task_kwargs or {},
+           "subtasks_completed": float(np.mean([r["subtasks_completed"] for r in rows])) if rows else 0.0,
            "episodes_detail": rows}
+    said = [t for r in rows for t in r.get("thoughts", [])]
+    if said:
+        out["subtask_accuracy"] = float(np.mean([text == want for _, text, want in said]))
     if render:
         out["videos"] = videos
     return out
 
 
 def evaluate_pi0(model, seed: int, episodes: int, n_action_steps: int | None = None, task: str = "pick_place",
-                 task_kwargs: dict | None = None, progress: bool = True, render=None, policy_seed: int = 0) -> dict:
+                 task_kwargs: dict | None = None, progress: bool = True, render=None, policy_seed: int = 0,
+                 think_every: int | None = None) -> dict:
     """:func:`evaluate_policy` of a :class:`~vla_course.models.Pi0` (re-planning every ``n_action_steps``;
-    default the model's own ``config.n_action_steps``)."""
+    default the model's own ``config.n_action_steps``; ``think_every`` for pi0.5 models, see ``Pi0Policy``)."""
     from vla_course.models import Pi0Policy
 
-    policy = Pi0Policy(model, n_action_steps=n_action_steps, seed=policy_seed)
+    policy = Pi0Policy(model, n_action_steps=n_action_steps, seed=policy_seed, think_every=think_every)
     out = evaluate_policy(policy, seed, episodes, task, task_kwargs, progress, render)
     out["n_action_steps"] = policy.n_action_steps
     return out
