@@ -47,7 +47,8 @@ def read_metadata(name: str, root: str | Path | None = None) -> dict:
 
 
 def load_pretrained(name: str, kind: str | None = None, root: str | Path | None = None):
-    """Load ``data/checkpoints/<name>`` as the model class its config names (``TinyVLM`` or ``Pi0``).
+    """Load ``data/checkpoints/<name>`` as the model class its config names (``TinyVLM``, ``Pi0`` or
+    ``ValueFunction``).
 
     A missing checkpoint is a ``FileNotFoundError`` that says how to make it; a broken or mismatched one
     (garbage weights, a wrongly typed setting, a missing ``delta_mask``) a one-line ``ValueError`` naming
@@ -55,6 +56,7 @@ def load_pretrained(name: str, kind: str | None = None, root: str | Path | None 
     """
     from vla_course.models import Pi0, TinyVLM
     from vla_course.models.serialization import read_config
+    from vla_course.models.value import ValueFunction
 
     path = checkpoint_dir(name, root)
     if not (path / "config.json").exists() or not (path / "model.safetensors").exists():
@@ -65,7 +67,7 @@ def load_pretrained(name: str, kind: str | None = None, root: str | Path | None 
         raise ValueError(f"checkpoint {name!r}: {e}") from e
     if kind is not None and found != kind:
         raise ValueError(f"checkpoint {name!r} holds a {found}, not a {kind}; pick a {kind} checkpoint")
-    classes = {"TinyVLM": TinyVLM, "Pi0": Pi0}
+    classes = {"TinyVLM": TinyVLM, "Pi0": Pi0, "ValueFunction": ValueFunction}
     if found not in classes:
         raise ValueError(f"checkpoint {name!r} has unknown kind {found!r}; expected one of {sorted(classes)}")
     try:

@@ -97,3 +97,12 @@ class Normalizer(nn.Module):
 
     def extra_repr(self) -> str:
         return f"dim={self.mean.shape[0]}, mode={self.mode!r}"
+
+
+def discretize(x: Tensor, bins: int, mode: str) -> Tensor:
+    """Normalised values (``Normalizer.normalize``) as bin indices 0..bins-1: ``bins`` uniform bins over
+    [-1, 1] (quantile: the 1st..99th percentiles) or [-3, 3] standard deviations (mean_std); values outside
+    go to the end bins. How pi0.5 (and the value function of RECAP) write the state as words."""
+    span = 1.0 if mode == "quantile" else 3.0
+    b = ((x / span).clamp(-1, 1) + 1) / 2 * bins
+    return b.floor().long().clamp(0, bins - 1)

@@ -58,7 +58,7 @@ from ..constants import ACTION_KEY, NUM_JOINTS, STATE_KEY
 from ..heads.flow import euler_integrate, interpolate, sample_time, velocity_target
 from ..heads.nets import sincos_time_embedding
 from .masks import LAYOUTS, vla_layout
-from .normalize import Normalizer
+from .normalize import Normalizer, discretize
 from .relative import to_absolute, to_relative
 from .sampler import CachedSampler
 from .serialization import config_from_dict, load_weights, read_config, save_checkpoint
@@ -201,10 +201,7 @@ class Pi0(nn.Module):
     def state_words(self, state: Tensor) -> list[list[int]]:
         """The normalised state (B, D) as word ids, ``discrete_state_bins`` uniform bins per joint over [-1, 1]
         (quantile normalisation) or [-3, 3] standard deviations (mean/std)."""
-        bins = self.config.discrete_state_bins
-        span = 1.0 if self.config.normalization == "quantile" else 3.0
-        b = ((state / span).clamp(-1, 1) + 1) / 2 * bins
-        b = b.floor().long().clamp(0, bins - 1)
+        b = discretize(state, self.config.discrete_state_bins, self.config.normalization)
         return self._state_word_ids.to(b.device)[b].tolist()
 
     def embed_prefix(self, batch: dict, state: Tensor | None = None) -> tuple[Tensor, Tensor]:

@@ -1,0 +1,89 @@
+"""RECAP (notebook 08): returns from the recording's labels, the distributional value function, loading it."""
+
+import numpy as np
+import pytest
+import torch
+
+from vla_course.models import TinyVLM
+from vla_course.models.synthetic import course_tokenizer, random_pi0_batch, stats_from_batch, tiny_vlm_config
+from vla_course.models.value import ValueConfig, ValueFunction
+from vla_course.recap import load_value_function, mc_returns, steps_to_go_from_value
+
+
+def test_returns_count_steps_to_success_and_penalise_failure():
+    togo = torch.tensor([3, 2, 1, 0, 2, 1, 0])
+    ok = torch.tensor([True] * 4 + [False] * 3)
+    g = mc_returns(togo, ok, max_steps=10)  # penalty = 10 steps
+    torch.testing.assert_close(g, torch.tensor([-3, -2, -1, 0, -12, -11, -10]) / 20.0)
+    assert float(g.min()) >= -1.0 and float(g.max()) == 0.0
+    assert (g[4:] < g[:4].min()).all()  # any failure is worse than any success within the episode limit
+    torch.testing.assert_close(steps_to_go_from_value(g[:4], 10), togo[:4].float())
+    # the worst case is exactly -1: a failed episode's first frame at the episode limit
+    assert float(mc_returns(torch.tensor([10]), torch.tensor([False]), 10)) == -1.0
+    with pytest.raises(ValueError, match="max_steps"):
+        mc_returns(torch.tensor([11]), torch.tensor([True]), 10)
+    with pytest.raises(ValueError, match="penalty"):
+        mc_returns(togo, ok, 10, penalty=-1)
+
+
+def _value(bins=11, seed=0):
+    torch.manual_seed(seed)
+    model = ValueFunction(TinyVLM(course_tokenizer(), tiny_vlm_config()), ValueConfig(bins=bins, state_bins=8))
+    batch = random_pi0_batch(6, 4, seed=1)
+    model.set_normalization_stats(stats_from_batch(batch))
+    return model, batch
+
+
+def test_the_value_is_the_mean_of_a_distribution_over_return_bins():
+    model, batch = _value()
+    logits = model.logits(batch)
+    assert logits.shape == (6, 11)
+    v = model.values(batch)
+    torch.testing.assert_close(v, (logits.softmax(-1) * torch.linspace(-1, 0, 11)).sum(-1))
+    assert (v >= -1).all() and (v <= 0).all()
+    torch.testing.assert_close(model.return_bins(torch.tensor([-1.0, -0.52, -0.04, 0.0, 0.3])),
+                               torch.tensor([0, 5, 10, 10, 10]))  # nearest centre, out of range clamped
+
+
+def test_the_value_function_learns_returns_that_depend_on_the_image_and_the_state():
+    model, batch = _value()
+    batch = dict(batch, **{"return": torch.tensor([-0.9, -0.7, -0.5, -0.3, -0.1, 0.0])})
+    per_row = model.compute_loss(batch, reduction="none")["value"]
+    assert per_row.shape == (6,)
+    torch.testing.assert_close(per_row.mean(), model.compute_loss(batch)["loss"])
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(200):
+        opt.zero_grad()
+        model.compute_loss(batch)["loss"].backward()
+        opt.step()
+    model.eval()
+    torch.testing.assert_close(model.values(batch), batch["return"], atol=0.06, rtol=0)
+    with pytest.raises(KeyError, match="return"):
+        model.compute_loss({k: v for k, v in batch.items() if k != "return"})
+
+
+def test_load_value_function_predicts_one_value_per_env_frame(tmp_path):
+    from vla_course.robot import observation_to_frame
+    from vla_course.sim import make_env
+
+    model, _ = _value()
+    model.save_pretrained(tmp_path / "value_so100")
+    vf = load_value_function(root=tmp_path)
+    e = make_env(seed=0, cameras=tuple(model.vlm.config.cameras))
+    try:
+        obs, _ = e.reset(seed=0)
+        frames = [obs]
+        for _ in range(2):
+            obs, *_ = e.step(obs["observation.state"])
+            frames.append(obs)
+    finally:
+        e.close()
+    values = vf.predict(frames)
+    assert values.shape == (3,) and values.dtype == np.float32 and ((values >= -1) & (values <= 0)).all()
+    direct = model.eval().values(vf.batch(frames)).detach().numpy()
+    np.testing.assert_allclose(values, direct, atol=1e-6)
+    assert vf.predict(frames[0]).shape == (1,)
+    with pytest.raises(ValueError, match="observation.images"):
+        vf.predict([{k: v for k, v in frames[0].items() if "wrist" not in k}])
+    with pytest.raises(FileNotFoundError, match="vla-course train nothing"):
+        load_value_function("nothing", root=tmp_path)
