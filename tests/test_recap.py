@@ -87,3 +87,48 @@ def test_load_value_function_predicts_one_value_per_env_frame(tmp_path):
         vf.predict([{k: v for k, v in frames[0].items() if "wrist" not in k}])
     with pytest.raises(FileNotFoundError, match="vla-course train nothing"):
         load_value_function("nothing", root=tmp_path)
+
+
+def test_n_step_advantages_bootstrap_from_the_value_within_each_episode():
+    from vla_course.recap.advantage import n_step_advantages, normalised_rewards
+
+    togo = torch.tensor([3, 2, 1, 0, 2, 1, 0])
+    ok = torch.tensor([True] * 4 + [False] * 3)
+    r = normalised_rewards(togo, ok, max_steps=10)
+    g = mc_returns(togo, ok, max_steps=10)
+    # the rewards sum to the Monte-Carlo return of every frame
+    for t, (s, e) in zip(range(7), [(0, 4)] * 4 + [(4, 7)] * 3):
+        torch.testing.assert_close(r[t:e].sum(), g[t])
+    v = torch.tensor([-0.2, -0.1, -0.05, 0.0, -0.5, -0.55, -0.5])
+    a2 = n_step_advantages(r, v, togo, n=2)
+    # frame 0: r0 + r1 + V(o2) - V(o0); frame 2: r2 + r3 + 0 (past the end) - V(o2); never across episodes
+    torch.testing.assert_close(a2[0], r[0] + r[1] + v[2] - v[0])
+    torch.testing.assert_close(a2[2], r[2] + r[3] - v[2])
+    torch.testing.assert_close(a2[5], r[5] + r[6] - v[5])
+    # n=None is the full return minus V; a perfect V makes it zero everywhere
+    torch.testing.assert_close(n_step_advantages(r, v, togo, None), g - v)
+    torch.testing.assert_close(n_step_advantages(r, g, togo, 3), torch.zeros(7), atol=1e-7, rtol=0)
+    with pytest.raises(ValueError, match="whole episodes"):
+        n_step_advantages(r[:-1], v[:-1], togo[:-1], 2)
+
+
+def test_labels_threshold_at_a_percentile_corrections_always_positive_and_the_prompt_drops_out():
+    from vla_course.recap.advantage import (advantage_labels, advantage_prompt, advantage_threshold,
+                                            condition_on_advantage)
+
+    adv = torch.linspace(-1, 1, 1000)
+    thr = advantage_threshold(adv, 0.3)
+    pos = advantage_labels(adv, thr)
+    assert abs(float(pos.float().mean()) - 0.3) < 0.01
+    corrections = torch.zeros(1000, dtype=torch.bool)
+    corrections[:10] = True  # the worst advantages, but the expert was driving
+    assert advantage_labels(adv, thr, corrections)[:10].all()
+    assert advantage_prompt("put the red cube in the bin", True) == "put the red cube in the bin advantage: positive"
+    assert advantage_prompt("x", False).endswith("advantage: negative") and advantage_prompt("x", None) == "x"
+    batch = {"task": ["put the red cube in the bin"] * 2000, "advantage_positive": torch.arange(2000) % 2 == 0}
+    out = condition_on_advantage(0.3)(dict(batch), torch.Generator().manual_seed(0))["task"]
+    bare = np.mean([t == "put the red cube in the bin" for t in out])
+    assert 0.27 < bare < 0.33
+    assert all(t.endswith("positive") for t, p in zip(out, batch["advantage_positive"]) if p and t != batch["task"][0])
+    with pytest.raises(ValueError, match="positive_fraction"):
+        advantage_threshold(adv, 1.0)

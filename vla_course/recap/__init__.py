@@ -2,6 +2,7 @@
 
     returns.py   rewards -1 per step, 0 at success, a penalty at failure; returns normalised into [-1, 0]
     value.py     load_value_function(): V(o) for env observations (the model: vla_course.models.value)
+    advantage.py N-step advantages, the per-task threshold, "advantage: positive/negative" after the instruction
 """
 
 from .returns import mc_returns, steps_to_go_from_value
