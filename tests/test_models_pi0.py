@@ -420,3 +420,22 @@ def test_pi05_policy_thinks_then_acts_on_its_words():
     assert len(pol.queue) == 2  # a fresh chunk at step 2 (the words changed), of which steps 2, 3 ran
     with pytest.raises(ValueError, match="think_every"):
         Pi0Policy(_ready()[0], think_every=2)
+
+
+def test_classifier_free_guidance_mixes_the_conditioned_and_bare_velocities():
+    model, batch = _ready()
+    b = {k: (v[:1] if torch.is_tensor(v) else v[:1]) for k, v in batch.items()}
+    cond, bare = dict(b, task=["put the red cube in the bin advantage: positive"]), dict(b, task=["put the red cube in the bin"])
+    both = {k: (torch.cat([cond[k], bare[k]]) if torch.is_tensor(cond[k]) else cond[k] + bare[k]) for k in cond}
+    noise = torch.randn(1, 4, NUM_JOINTS)
+    # beta = 1 is the conditioned policy, beta = 0 the unconditioned one; cached and uncached agree
+    torch.testing.assert_close(model.sample_actions(both, noise=noise, guidance=1.0),
+                               model.sample_actions(cond, noise=noise), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(model.sample_actions(both, noise=noise, guidance=0.0),
+                               model.sample_actions(bare, noise=noise), atol=1e-5, rtol=1e-5)
+    g2 = model.sample_actions(both, noise=noise, guidance=2.0)
+    torch.testing.assert_close(g2, model.sample_actions(both, noise=noise, guidance=2.0, use_cache=False),
+                               atol=1e-4, rtol=1e-4)
+    assert g2.shape == (1, 4, NUM_JOINTS) and not torch.allclose(g2, model.sample_actions(cond, noise=noise))
+    with pytest.raises(ValueError, match="2B rows"):
+        model.sample_actions(cond, noise=noise, guidance=2.0)

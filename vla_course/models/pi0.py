@@ -356,27 +356,40 @@ class Pi0(nn.Module):
 
     @torch.inference_mode()
     def sample_actions(self, batch: dict, num_steps: int | None = None, noise: Tensor | None = None,
-                       use_cache: bool = True) -> Tensor:
+                       use_cache: bool = True, guidance: float | None = None) -> Tensor:
         """Denoise one action chunk per row: (B, H, action_dim) **absolute** joint targets, in real units.
 
         With ``use_cache=True`` the backbone tokens (and the state token) run once and each Euler step runs
         only the H action tokens through the expert. ``use_cache=False`` reruns the whole sequence at each
         step; it is the slow reference the tests compare with. In the ``subtask`` layout the batch's
         ``"answer"`` (the decoded subtask) is part of what the actions see; in KI the FAST tokens never are.
+
+        ``guidance=beta``: classifier-free guidance (RECAP's option). The batch then holds 2B rows, the first
+        B conditioned (e.g. "... advantage: positive"), the last B the same frames without the condition;
+        both halves start from the same ``noise`` (B, H, D) and every Euler step moves along
+        ``v_u + beta * (v_c - v_u)``; the B guided chunks come back. ``beta = 1`` is the conditioned policy.
         """
         cfg = self.config
         num_steps = num_steps or cfg.num_inference_steps
         raw_state = torch.as_tensor(batch[STATE_KEY], dtype=torch.float32)
         state = self.state_normalizer.normalize(raw_state)
         bsz = state.shape[0]
+        if guidance is not None and bsz % 2:
+            raise ValueError(f"guidance needs 2B rows (B conditioned, then the same B unconditioned), got {bsz}")
+        n_out = bsz // 2 if guidance is not None else bsz
         if noise is None:
-            noise = torch.randn(bsz, cfg.chunk_size, cfg.action_dim, device=state.device)
+            noise = torch.randn(n_out, cfg.chunk_size, cfg.action_dim, device=state.device)
         answer = self.answer_tokens(batch) if LAYOUTS[cfg.layout][1] else None
         tokens, bpad, _, layout = self.sequence(batch, state, answer)
 
         if not use_cache:
             def velocity(x_t, t):
                 t = t.to(x_t.device)
+                if guidance is not None:
+                    v = self.action_out_proj(self.joint(tokens, bpad, layout, self.embed_suffix(
+                        state, torch.cat([x_t, x_t]), torch.cat([t, t])))[1][:, 1:])
+                    v_c, v_u = v.chunk(2)
+                    return v_u + guidance * (v_c - v_u)
                 return self.action_out_proj(self.joint(tokens, bpad, layout, self.embed_suffix(state, x_t, t))[1][:, 1:])
             x0 = euler_integrate(lambda x, t, _cond: velocity(x, t), noise, num_steps)
         else:
@@ -391,8 +404,8 @@ class Pi0(nn.Module):
                                      pad_mask=pad[:, : n_b + 1])
             # 2) Each Euler step: only the H action tokens, through the expert, against the cache
             #    (sampler.py: the same maths as joint_forward, with what is constant hoisted out of the loop).
-            x0 = CachedSampler(self, cache, mask[:, n_b + 1:], pos[:, n_b + 1:], num_steps)(noise)
-        return to_absolute(self.action_normalizer.unnormalize(x0), raw_state, cfg.delta_mask)
+            x0 = CachedSampler(self, cache, mask[:, n_b + 1:], pos[:, n_b + 1:], num_steps)(noise, guidance)
+        return to_absolute(self.action_normalizer.unnormalize(x0), raw_state[:n_out], cfg.delta_mask)
 
     # ---- checkpoints -------------------------------------------------------------------
     def save_pretrained(self, path: str | Path) -> None:

@@ -95,8 +95,14 @@ class CachedSampler:
             hid = hid + F.linear(F.gelu(gate, approximate="tanh") * up, w_d)
         return x + F.linear(_unit(hid, self.eps), self.w_out, self.b_out)
 
-    def __call__(self, noise: Tensor) -> Tensor:
+    def __call__(self, noise: Tensor, guidance: float | None = None) -> Tensor:
+        """``guidance=beta``: the cache holds B conditioned rows then B unconditioned ones, ``noise`` is (B, H, D),
+        and each step is ``x + dx_u + beta * (dx_c - dx_u)`` (classifier-free guidance; ``dx = dt * v``)."""
         x = noise
         for k in range(self.num_steps):
-            x = self.step(x, k)
+            if guidance is None:
+                x = self.step(x, k)
+            else:
+                d_c, d_u = (self.step(torch.cat([x, x]), k) - torch.cat([x, x])).chunk(2)
+                x = x + d_u + guidance * (d_c - d_u)
         return x
