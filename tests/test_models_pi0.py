@@ -439,3 +439,22 @@ def test_classifier_free_guidance_mixes_the_conditioned_and_bare_velocities():
     assert g2.shape == (1, 4, NUM_JOINTS) and not torch.allclose(g2, model.sample_actions(cond, noise=noise))
     with pytest.raises(ValueError, match="2B rows"):
         model.sample_actions(cond, noise=noise, guidance=2.0)
+
+
+def test_a_recap_policy_asks_for_positive_and_guides_against_the_bare_instruction():
+    from vla_course.models import Pi0Policy
+
+    model, batch = _ready()
+    frame = {k: v[0] for k, v in batch.items()}
+    noise = torch.randn(1, 4, NUM_JOINTS, generator=torch.Generator().manual_seed(0))
+    plain = Pi0Policy(model, n_action_steps=2, seed=0)
+    b = plain.frame_to_batch(frame)
+    cond = dict(b, task=[b["task"][0] + " advantage: positive"])
+    pol = Pi0Policy(model, n_action_steps=2, seed=0, condition="advantage: positive")
+    torch.testing.assert_close(torch.as_tensor(pol.act(frame)), model.sample_actions(cond, noise=noise)[0, 0])
+    guided = Pi0Policy(model, n_action_steps=2, seed=0, condition="advantage: positive", guidance=2.0)
+    both = {k: (torch.cat([cond[k], b[k]]) if torch.is_tensor(b[k]) else cond[k] + b[k]) for k in b}
+    torch.testing.assert_close(torch.as_tensor(guided.act(frame)),
+                               model.sample_actions(both, noise=noise, guidance=2.0)[0, 0])
+    with pytest.raises(ValueError, match="guidance needs a condition"):
+        Pi0Policy(model, guidance=2.0)

@@ -172,7 +172,23 @@ class Pi05CheckpointPolicy(Pi0CheckpointPolicy):
                                     think_every=think_every)
 
 
-POLICIES = {"expert": ExpertPolicy, "pi0": Pi0CheckpointPolicy, "pi05": Pi05CheckpointPolicy}
+class RecapCheckpointPolicy(Pi0CheckpointPolicy):
+    """RECAP (pi*0.6) in miniature (``vla-course train recap``): a pi0 trained with "advantage: positive" or
+    "advantage: negative" after its instruction, always asked for "positive" here. ``guidance`` (beta, pi*0.6
+    uses 1..2.5): classifier-free guidance against the bare instruction, two rows per chunk."""
+
+    def __init__(self, robot=None, checkpoint: str | None = None, n_action_steps: int | None = None,
+                 num_steps: int = 10, seed: int = 0, root=None, guidance: float | None = None):
+        from vla_course.models import Pi0Policy
+        from vla_course.recap.advantage import POSITIVE
+
+        super().__init__(robot, checkpoint or "recap", n_action_steps, num_steps, seed, root)
+        self.policy = Pi0Policy(self.model, n_action_steps=n_action_steps, num_steps=num_steps, seed=seed,
+                                condition=POSITIVE, guidance=guidance)
+
+
+POLICIES = {"expert": ExpertPolicy, "pi0": Pi0CheckpointPolicy, "pi05": Pi05CheckpointPolicy,
+            "recap": RecapCheckpointPolicy}
 
 
 def make_policy(name: str, robot=None, **kwargs):

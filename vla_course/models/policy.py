@@ -38,10 +38,13 @@ class Pi0Policy:
         seed: seeds the initial noise, so rollouts can be reproduced.
         think_every: pi0.5 models only: re-decode the subtask every this many control steps (a new text
             replaces the rest of the queued chunk); None: before every chunk.
+        condition: words written after the instruction (RECAP: ``"advantage: positive"``).
+        guidance: with ``condition``, classifier-free guidance of strength beta against the bare instruction
+            (``Pi0.sample_actions(guidance=...)``; two rows per chunk).
     """
 
     def __init__(self, model: Pi0, n_action_steps: int | None = None, num_steps: int = 10, seed: int | None = None,
-                 think_every: int | None = None):
+                 think_every: int | None = None, condition: str | None = None, guidance: float | None = None):
         h = model.config.chunk_size
         self.model = model.eval()
         self.n_action_steps = n_action_steps or model.config.n_action_steps
@@ -55,6 +58,9 @@ class Pi0Policy:
             raise ValueError(f"think_every must be an int >= 1, for a pi0.5 (subtask) model; got {think_every!r} "
                              f"for layout {model.config.layout!r}")
         self.think_every = think_every
+        if guidance is not None and not condition:
+            raise ValueError("guidance needs a condition to guide towards, e.g. condition='advantage: positive'")
+        self.condition, self.guidance = condition, guidance
         self.reset()
 
     def reset(self) -> None:
@@ -93,7 +99,16 @@ class Pi0Policy:
                 batch["answer"] = [self.subtask]
             cfg = self.model.config
             noise = torch.randn(1, cfg.chunk_size, cfg.action_dim, generator=self.generator)
-            chunk = self.model.sample_actions(batch, num_steps=self.num_steps, noise=noise)
+            guidance = None
+            if self.condition:
+                cond = dict(batch, task=[f"{t} {self.condition}" for t in batch["task"]])
+                if self.guidance is not None:  # the conditioned row, then the bare one
+                    batch = {k: (torch.cat([cond[k], batch[k]]) if torch.is_tensor(batch[k]) else cond[k] + batch[k])
+                             for k in batch}
+                    guidance = self.guidance
+                else:
+                    batch = cond
+            chunk = self.model.sample_actions(batch, num_steps=self.num_steps, noise=noise, guidance=guidance)
             self.queue.extend(chunk[0, : self.n_action_steps].numpy().astype(np.float32))
         self.steps += 1
         return self.queue.popleft()
