@@ -132,3 +132,54 @@ def test_labels_threshold_at_a_percentile_corrections_always_positive_and_the_pr
     assert all(t.endswith("positive") for t, p in zip(out, batch["advantage_positive"]) if p and t != batch["task"][0])
     with pytest.raises(ValueError, match="positive_fraction"):
         advantage_threshold(adv, 1.0)
+
+
+class _Still:
+    """A learner that never moves: every rule of CorrectionPolicy can then be provoked by hand."""
+
+    cameras = ()
+
+    def __init__(self, robot):
+        self.robot = robot
+
+    def reset(self):
+        pass
+
+    def act(self, frame):
+        return np.asarray(frame["observation.state"], dtype=np.float32)
+
+
+def _episode(pol, robot, steps):
+    from vla_course.robot import action_array_to_dict, observation_to_frame
+
+    for _ in range(steps):
+        frame = observation_to_frame(robot.get_observation(), robot.instruction)
+        robot.send_action(action_array_to_dict(pol.act(frame)))
+        if robot.last_info.get("terminated"):
+            break
+
+
+def test_corrections_take_over_by_rule_and_finish_the_task():
+    from vla_course.policies import CorrectionPolicy
+    from vla_course.robot import make_robot
+
+    with make_robot("sim", seed=3, cameras=()) as robot:
+        robot.reset(3)
+        pol = CorrectionPolicy(robot, _Still(robot), no_grasp_by=20)
+        _episode(pol, robot, 19)
+        assert not pol.expert_in_control  # 19 steps without a grasp: still the learner's
+        _episode(pol, robot, 400)
+        assert pol.reason == "no grasp by step" and pol.takeover_step == 20 and robot.last_info["success"]
+        # the wrong cube in the gripper: the expert takes over at once
+        robot.reset(4)
+        pol.reset()
+        state = robot.env.scene_state()
+        other = next(c for c in state["cubes"] if c != state["target"])
+        pol.env.held_cube = lambda: other  # as if the learner had grasped it
+        try:
+            _episode(pol, robot, 1)
+        finally:
+            del pol.env.held_cube
+        assert pol.reason == "wrong cube held" and pol.takeover_step == 0
+    with pytest.raises(ValueError, match="no_grasp_by"):
+        CorrectionPolicy(robot, _Still(robot), no_grasp_by=0)

@@ -76,6 +76,67 @@ class InterventionPolicy:
         return np.asarray((self.expert if self.expert_in_control else self.learner).act(frame), dtype=np.float32)
 
 
+class CorrectionPolicy:
+    """A learner drives; the scripted expert takes over when a stated rule says it has strayed (RECAP's
+    corrections, a stand-in for a person at the teleoperation controls). The rules, checked every step on the
+    sim's state before the learner acts:
+
+    * ``no_grasp_by``: the named cube is not in the gripper by this control step (reaching too long, regrasp loops);
+    * the wrong cube is in the gripper;
+    * the named cube was held and has been let go of outside the bin (dropped).
+
+    Once the expert has taken over it keeps control to the end of the episode (``expert_in_control``; the
+    recording labels each frame with it). ``reason`` says which rule fired (None if none did).
+    """
+
+    RULES = ("no grasp by step", "wrong cube held", "cube dropped")
+
+    def __init__(self, robot, learner, no_grasp_by: int = 120, seed: int = 0, **expert_kwargs):
+        if no_grasp_by < 1:
+            raise ValueError(f"no_grasp_by must be >= 1 (control steps), got {no_grasp_by}")
+        self.env = getattr(robot, "env", None)
+        if self.env is None:
+            raise ValueError("corrections need the simulator's state to judge the learner: use make_robot('sim')")
+        self.learner, self.no_grasp_by = learner, int(no_grasp_by)
+        self.expert = ExpertPolicy(robot, seed=seed, **expert_kwargs)
+        self.cameras = getattr(learner, "cameras", ("front", "wrist"))
+        self.reset()
+
+    def reset(self) -> None:
+        self.learner.reset()
+        self.steps, self.expert_in_control, self.reason, self.takeover_step = 0, False, None, None
+        self._had_target = False
+
+    @property
+    def subtask(self) -> str:
+        return self.expert.subtask if self.expert_in_control else str(getattr(self.learner, "subtask", "") or "")
+
+    def strayed(self) -> str | None:
+        """The first rule the current scene breaks, or None."""
+        state = self.env.scene_state()
+        target, held = state["target"], state["held"]
+        if target is None:
+            return None
+        if held is not None and held != target:
+            return "wrong cube held"
+        if held == target:
+            self._had_target = True
+        elif self._had_target and not state["cubes"][target]["in_bin"]:
+            return "cube dropped"
+        if not self._had_target and self.steps >= self.no_grasp_by:
+            return "no grasp by step"
+        return None
+
+    def act(self, frame: dict) -> np.ndarray:
+        if not self.expert_in_control:
+            reason = self.strayed()
+            if reason:
+                self.expert.reset()  # plans from where the learner left the arm
+                self.expert_in_control, self.reason, self.takeover_step = True, reason, self.steps
+        self.steps += 1
+        return np.asarray((self.expert if self.expert_in_control else self.learner).act(frame), dtype=np.float32)
+
+
 DEFAULT_PI0_CHECKPOINT = "pi0_base"
 
 
