@@ -12,13 +12,13 @@ FLOORS = {
     "sim": 1, "heads": 1, "viz": 1,
     "models": 2, "cameras": 2, "eval_vqa": 2,
     "checkpoints": 3, "robot": 3,
-    "control": 4, "policies": 4,
+    "control": 4, "policies": 4, "recap": 4,
     "data": 5,
     "training": 6,
     "train": 7, "recipes": 7,  # the registry and its recipes (train.discover imports them: one floor)
     "cli": 8,
 }
-SAME_FLOOR = {frozenset({"train", "recipes"})}
+SAME_FLOOR = {frozenset({"train", "recipes"}), frozenset({"policies", "recap"})}  # --policy recap: its prompt
 PACKAGE = Path(vla_course.__file__).parent
 
 
