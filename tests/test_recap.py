@@ -183,3 +183,48 @@ def test_corrections_take_over_by_rule_and_finish_the_task():
         assert pol.reason == "wrong cube held" and pol.takeover_step == 0
     with pytest.raises(ValueError, match="no_grasp_by"):
         CorrectionPolicy(robot, _Still(robot), no_grasp_by=0)
+
+
+def test_views_index_without_copying():
+    from vla_course.data.views import Subset, WithColumns
+
+    class Rows:
+        def __len__(self):
+            return 5
+
+        def batch(self, idx):
+            return {"i": torch.as_tensor(idx) * 10}
+
+    sub = Subset(Rows(), [4, 1])
+    assert len(sub) == 2 and sub.batch([1, 0])["i"].tolist() == [10, 40]
+    cols = WithColumns(Rows(), ret=torch.arange(5) * -1.0)
+    assert cols.batch([3])["ret"].tolist() == [-3.0] and cols.batch([3])["i"].tolist() == [30]
+    with pytest.raises(ValueError, match="rows"):
+        WithColumns(Rows(), ret=torch.zeros(4))
+    with pytest.raises(IndexError):
+        Subset(Rows(), [5])
+
+
+@pytest.mark.slow
+def test_quick_recap_recipes_value_then_policy_and_a_baseline(tmp_path):
+    import json
+
+    from vla_course.train import run_recipe
+
+    cache = tmp_path / "cache"
+    out = run_recipe("value_so100", seed=0, root=tmp_path, quick=True, cache=cache)
+    meta = json.loads((out / "metadata.json").read_text())
+    sizes = meta["data_sizes"]
+    assert sizes["rollouts"]["episodes"] == 1 and sizes["corrections"]["episodes"] == 1
+    assert sizes["demos"]["episodes"] == 2  # one replayed demonstration, one drop without recovery
+    assert -1 <= meta["metrics"]["mean_abs_error_heldout"] <= 1
+    vf = load_value_function(root=tmp_path)
+    assert vf.model.config.bins == 11
+    for name in ("recap", "recap_filtered"):
+        out = run_recipe(name, seed=0, root=tmp_path, quick=True, cache=cache)
+        m = json.loads((out / "metadata.json").read_text())["metrics"]
+        assert 0 <= m["success_rate"] <= 1 and m["throughput_per_hour"] >= 0
+        assert sum(m["failure_modes"].values()) == m["episodes"] - m["successes"]
+        if name == "recap":
+            assert 0 < m["advantage"]["positive_fraction"] <= 1 and m["advantage"]["n_step"] == 30
+    assert all(str(cache) in p for parts in meta["data"]["parts"].values() for p in parts)
