@@ -185,6 +185,22 @@ def test_corrections_take_over_by_rule_and_finish_the_task():
         CorrectionPolicy(robot, _Still(robot), no_grasp_by=0)
 
 
+def test_a_learner_that_places_the_cube_is_never_corrected_and_a_drop_is():
+    from vla_course.policies import CorrectionPolicy, ExpertPolicy
+    from vla_course.robot import make_robot
+
+    with make_robot("sim", seed=0, cameras=()) as robot:
+        for seed in (0, 1, 2):  # the expert as the learner: it releases above the bin, which is no drop
+            robot.reset(seed)
+            pol = CorrectionPolicy(robot, ExpertPolicy(robot), no_grasp_by=200)
+            _episode(pol, robot, 400)
+            assert robot.last_info["success"] and pol.reason is None and not pol.expert_in_control, seed
+        robot.reset(0)
+        pol = CorrectionPolicy(robot, ExpertPolicy(robot, mistake="drop", recover=False), no_grasp_by=200)
+        _episode(pol, robot, 400)
+        assert pol.reason == "cube dropped" and robot.last_info["success"]  # the expert picked it up again
+
+
 def test_views_index_without_copying():
     from vla_course.data.views import Subset, WithColumns
 
@@ -211,6 +227,11 @@ def test_quick_recap_recipes_value_then_policy_and_a_baseline(tmp_path):
 
     from vla_course.train import run_recipe
 
+    import shutil
+
+    from vla_course.checkpoints import CHECKPOINT_DIR
+
+    shutil.copytree(CHECKPOINT_DIR / "pi0_base", tmp_path / "pi0_base")  # the base policy, beside the output
     cache = tmp_path / "cache"
     out = run_recipe("value_so100", seed=0, root=tmp_path, quick=True, cache=cache)
     meta = json.loads((out / "metadata.json").read_text())
@@ -228,3 +249,25 @@ def test_quick_recap_recipes_value_then_policy_and_a_baseline(tmp_path):
         if name == "recap":
             assert 0 < m["advantage"]["positive_fraction"] <= 1 and m["advantage"]["n_step"] == 30
     assert all(str(cache) in p for parts in meta["data"]["parts"].values() for p in parts)
+
+
+def test_recap_labels_force_only_the_corrections_positive_and_threshold_the_rest():
+    from vla_course.recipes.recap import RecapRecipe, recap_labels
+
+    # three 10-frame episodes: a clean demonstration, a demonstration of a mistake (it fails), a correction
+    togo = torch.tensor(list(range(9, -1, -1)) * 3)
+    success = torch.tensor([True] * 10 + [False] * 10 + [True] * 10)
+    cfg = RecapRecipe(n_step=3, positive_fraction=0.3)
+    g = mc_returns(togo, success, cfg.max_steps)
+    ramp = 0.3 * (1 - torch.arange(10) / 9)
+    # V under-rates the clean demonstration (it goes better than expected: A > 0) and over-rates the mistake
+    values = torch.cat([g[:10] - ramp, g[10:20] + ramp, torch.full((10,), -0.5)])
+    corr = torch.zeros(30, dtype=torch.bool)
+    corr[25:] = True  # the expert took over for the correction's last five frames
+    pos, thr = recap_labels({"steps_to_go": togo, "episode_success": success}, values, corr, cfg)
+    assert pos[25:].all()                                       # corrections: positive by rule
+    assert not pos[10:20].any()                                 # the mistake's frames are negative ...
+    assert pos[:7].all()                                        # ... the clean demonstration's positive
+    share = pos[~corr].float().mean().item()
+    assert abs(share - 0.3) <= 0.05                             # 30% of the labelled frames
+    assert isinstance(thr, float)

@@ -19,12 +19,11 @@ def test_the_oracle_subtask_follows_the_scene_as_the_expert_labels_it():
         while True:
             want = oracle_subtask(e.scene_state())
             obs, _, terminated, truncated, _ = e.step(expert.act(obs))
-            if expert.phase in ("approach", "transport"):  # phases where the expert's label is unambiguous
-                n += 1
-                agree += want == expert.subtask
+            n += 1  # every frame: the scene alone says what the expert's label says (lift and fall included)
+            agree += want == expert.subtask
             if terminated or truncated:
                 break
-        assert n > 50 and agree / n > 0.95
+        assert n > 150 and agree / n > 0.98, agree / n
         state = e.scene_state()
         assert oracle_subtask(state) == "done" and e.task.progress(state) == 2
     finally:

@@ -44,6 +44,8 @@ def test_the_new_tasks_are_registered_and_parsed():
         make_env(task="clear_table", n_cubes=4, cameras=())
     with pytest.raises(ValueError, match="unknown reference"):
         make_env(task="refer", reference="topmost", cameras=())
+    with pytest.raises(ValueError, match="at least 2 cubes"):
+        make_env(task="refer", n_cubes=1, cameras=())
 
 
 def test_clear_table_lays_out_two_or_three_cubes_and_judges_any_order():

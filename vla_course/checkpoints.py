@@ -7,6 +7,10 @@
 Every shipped checkpoint was produced by the project's own recipe (``vla-course train <name>``);
 nothing is downloaded. Loading a missing or mismatched checkpoint raises an error that says how
 to (re)make it.
+
+Some recipes are baselines the notebooks only read numbers from; to keep ``data/`` small their weights are not
+shipped, only what their run measured: ``data/results/<name>.json`` (the same ``metadata.json``), which
+:func:`read_metadata` finds when there is no checkpoint folder.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import time
 from pathlib import Path
 
 CHECKPOINT_DIR = Path(__file__).resolve().parents[1] / "data" / "checkpoints"
+RESULTS_DIR = CHECKPOINT_DIR.parent / "results"  # metadata of recipes whose weights are not shipped
 
 
 def checkpoint_dir(name: str, root: str | Path | None = None) -> Path:
@@ -40,7 +45,11 @@ def write_metadata(path: str | Path, *, recipe: str, seed: int, data: dict, metr
 
 
 def read_metadata(name: str, root: str | Path | None = None) -> dict:
+    """The ``metadata.json`` of checkpoint ``name``; for the default root, a baseline's shipped results
+    (``data/results/<name>.json``) when its weights are not shipped."""
     path = checkpoint_dir(name, root) / "metadata.json"
+    if not path.exists() and root is None and (RESULTS_DIR / f"{name}.json").exists():
+        path = RESULTS_DIR / f"{name}.json"
     if not path.exists():
         raise FileNotFoundError(_missing(name, root))
     return json.loads(path.read_text())
@@ -78,4 +87,6 @@ def load_pretrained(name: str, kind: str | None = None, root: str | Path | None 
 
 def _missing(name: str, root) -> str:
     where = checkpoint_dir(name, root)
-    return f"checkpoint {name!r} not found at {where}; make it with `vla-course train {name}`"
+    shipped = " (only its results are shipped, data/results)" if root is None and (
+        RESULTS_DIR / f"{name}.json").exists() else ""
+    return f"checkpoint {name!r} not found at {where}{shipped}; make it with `vla-course train {name}`"

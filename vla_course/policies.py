@@ -83,7 +83,8 @@ class CorrectionPolicy:
 
     * ``no_grasp_by``: the named cube is not in the gripper by this control step (reaching too long, regrasp loops);
     * the wrong cube is in the gripper;
-    * the named cube was held and has been let go of outside the bin (dropped).
+    * the named cube was held and has been let go of away from the bin (dropped; a cube let go of above the
+      bin, as the expert does, is not).
 
     Once the expert has taken over it keeps control to the end of the episode (``expert_in_control``; the
     recording labels each frame with it). ``reason`` says which rule fired (None if none did).
@@ -121,11 +122,17 @@ class CorrectionPolicy:
             return "wrong cube held"
         if held == target:
             self._had_target = True
-        elif self._had_target and not state["cubes"][target]["in_bin"]:
-            return "cube dropped"
+        elif self._had_target and not self._over_bin(state["cubes"][target]["pos"]):
+            return "cube dropped"  # let go of away from the bin (a cube released above the bin falls into it)
         if not self._had_target and self.steps >= self.no_grasp_by:
             return "no grasp by step"
         return None
+
+    @staticmethod
+    def _over_bin(pos) -> bool:
+        from vla_course.sim.scene import BIN_INNER_HALF, BIN_POS
+
+        return abs(pos[0] - BIN_POS[0]) < BIN_INNER_HALF and abs(pos[1] - BIN_POS[1]) < BIN_INNER_HALF
 
     def act(self, frame: dict) -> np.ndarray:
         if not self.expert_in_control:

@@ -27,6 +27,19 @@ class Subset:
     def batch(self, idx) -> dict:
         return self.data.batch(self.idx[torch.as_tensor(idx, dtype=torch.long)])
 
+    # the per-frame columns of a ChunkDataset, for the rows of the subset (small: no pixels)
+    @property
+    def labels(self) -> dict:
+        return {k: v[self.idx] for k, v in self.data.labels.items()}
+
+    @property
+    def state(self) -> Tensor:
+        return self.data.state[self.idx]
+
+    @property
+    def episode_index(self) -> Tensor:
+        return self.data.episode_index[self.idx]
+
 
 class WithColumns:
     """``data`` with extra per-row columns (tensors of ``len(data)`` rows) added to every batch."""

@@ -61,6 +61,7 @@ class Pi0BaseRecipe:
     """Everything ``pi0_base`` decides, in one place. Layout seeds: training episodes use 0.., interventions
     2000.., validation 5000.., the held-out test seeds 10000.. are never recorded."""
 
+    name: str = "pi0_base"  # names its cached rounds and intervention recordings (recipes may share a round 0)
     # The base recording, in parts (first layout seed, episodes, expert detour in metres), so a bigger dataset
     # reuses a smaller one. Detour episodes first hover beside the cube, then correct (``ScriptedExpert``).
     recordings: tuple = ((0, 300, 0.0), (300, 700, 0.0), (1000, 400, 0.08))
@@ -231,7 +232,7 @@ def pi0_base(cfg: Pi0BaseRecipe, *, seed: int, out_dir: Path, cache=None) -> dic
     rounds_dir = cache_dir(cache) / "checkpoints"
 
     def round_dir(k: int) -> Path:
-        return rounds_dir / f"pi0_base{'_quick' if quick else ''}_round{k}_seed{seed}"
+        return rounds_dir / f"{cfg.name}{'_quick' if quick else ''}_round{k}_seed{seed}"
 
     def cached(k: int):
         log = round_dir(k) / "round.json"
@@ -269,7 +270,8 @@ def pi0_base(cfg: Pi0BaseRecipe, *, seed: int, out_dir: Path, cache=None) -> dic
         iroots.append(intervention_recording(
             model, i_seed, i_episodes, cfg.intervention_n_action_steps, cfg.takeover_range, cache=cache,
             progress=cfg.progress,
-            name=f"pick_place_interventions{'_quick' if quick else ''}_seed{seed}_r{k}_s{i_seed}_n{i_episodes}"))
+            name=f"pick_place_interventions{'' if cfg.name == 'pi0_base' else '_' + cfg.name}"
+                 f"{'_quick' if quick else ''}_seed{seed}_r{k}_s{i_seed}_n{i_episodes}"))
         record_seconds = time.perf_counter() - t
         model, log = cached(k) or train_round(model, k, [*roots, *iroots], record_seconds)
         logs.append({**log, "data": "demonstrations + " + ("round-1 interventions" if k == 1 else

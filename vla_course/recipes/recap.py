@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vla_course.data.cache import cache_dir, recorded_dataset, relative_to_repo
+from vla_course.data.cache import cache_dir, dataset_size, recorded_dataset, relative_to_repo
 from vla_course.train import recipe
 from vla_course.training import Source, TrainConfig, train
 from vla_course.training.evaluate import evaluate_pi0
@@ -113,14 +113,18 @@ def policy_recording(name: str, model, seed: int, episodes: int, corrections: bo
     return root
 
 
-def recap_data(cfg: RecapRecipe, cache=None) -> dict:
-    """The recordings every RECAP recipe shares: ``{"demos", "rollouts", "corrections", "holdout"}`` as
-    ChunkDatasets (recorded once, then read from the cache), and their folders."""
+def recap_data(cfg: RecapRecipe, cache=None, root=None) -> dict:
+    """The recordings every RECAP recipe shares, recorded once, then read from the cache. ``"all"``: the
+    demonstrations, rollouts and corrections loaded once into one ChunkDataset (pixels are gigabytes: no
+    second copy); ``"data"``: each part (``demos``, ``rollouts``, ``corrections``) as a view of it
+    (:class:`~vla_course.data.views.Subset`) and the value hold-out; ``"bounds"``: the parts' first rows.
+    The base policy is read from ``root`` (the checkpoint folder beside the output; None: data/checkpoints)."""
     from vla_course.checkpoints import load_pretrained
-    from vla_course.data.chunks import concat_chunks, load_chunks
+    from vla_course.data.chunks import load_chunks
+    from vla_course.data.views import Subset
     from vla_course.recipes.pi0 import base_recording
 
-    base = load_pretrained(cfg.base, kind="Pi0").eval()
+    base = load_pretrained(cfg.base, kind="Pi0", root=root).eval()
     roots = {"demos": [base_recording(*p, cache=cache, progress=cfg.progress) for p in cfg.demos]}
     for mistake, recover, seed, n in cfg.mistake_demos:
         kind = f"{mistake}{'_recover' if recover else '_giveup'}"
@@ -131,8 +135,15 @@ def recap_data(cfg: RecapRecipe, cache=None) -> dict:
                                   ("holdout", cfg.value_holdout, False)):
         name = f"recap_{part}_{cfg.base}_s{seed}_n{n}"
         roots[part] = [policy_recording(name, base, seed, n, corr, cfg, cache)]
-    data = {k: concat_chunks([load_chunks(r, progress=cfg.progress) for r in v]) for k, v in roots.items()}
-    return {"data": data, "roots": roots, "base": base}
+    parts = ("demos", "rollouts", "corrections")
+    everything = load_chunks([r for k in parts for r in roots[k]], progress=cfg.progress)
+    frames = [sum(dataset_size(r)[1] for r in roots[k]) for k in parts]
+    bounds = np.cumsum([0, *frames])
+    if bounds[-1] != len(everything):
+        raise RuntimeError(f"the recordings hold {bounds[-1]} frames, the loaded data {len(everything)}")
+    data = {k: Subset(everything, torch.arange(bounds[i], bounds[i + 1])) for i, k in enumerate(parts)}
+    data["holdout"] = load_chunks(roots["holdout"], progress=cfg.progress)
+    return {"data": data, "all": everything, "bounds": bounds, "roots": roots, "base": base}
 
 
 def returns_of(d, cfg: RecapRecipe) -> torch.Tensor:
@@ -157,14 +168,13 @@ def _sizes(d) -> dict:
 
 # ---- the value function ----------------------------------------------------------------
 def _train_value(cfg: RecapRecipe, shared: dict, seed: int, out_dir: Path) -> dict:
-    from vla_course.data.chunks import concat_chunks
     from vla_course.data.views import WithColumns
     from vla_course.models import Normalizer
     from vla_course.models.value import ValueConfig, ValueFunction
     from vla_course.recipes.pi0 import base_vlm
 
     d = shared["data"]
-    train_data = concat_chunks([d["demos"], d["rollouts"], d["corrections"]])
+    train_data = shared["all"]  # demonstrations, rollouts and corrections
     vlm, source, _ = base_vlm()
     model = ValueFunction(vlm, ValueConfig(bins=cfg.value_bins))
     model.set_normalization_stats({"observation.state": Normalizer.compute_stats(train_data.state)})
@@ -197,41 +207,50 @@ def predict_values(model, data, batch_size: int = 128) -> np.ndarray:
 def policy_sources(cfg: RecapRecipe, shared: dict, out_dir: Path) -> tuple[list, dict]:
     """The training source of each variant, and what was measured making it (advantages for recap)."""
     from vla_course.checkpoints import load_pretrained
-    from vla_course.data.chunks import concat_chunks
     from vla_course.data.views import Subset, WithColumns
-    from vla_course.recap.advantage import (advantage_labels, advantage_threshold, condition_on_advantage,
-                                            n_step_advantages, normalised_rewards)
+    from vla_course.recap.advantage import condition_on_advantage
 
-    d = shared["data"]
+    d, everything, bounds = shared["data"], shared["all"], shared["bounds"]
     if cfg.variant == "bc_demos":
         return [Source("demos", d["demos"], cfg.batch_size)], {}
     if cfg.variant == "bc_all":
-        return [Source("all", concat_chunks([d["demos"], d["rollouts"], d["corrections"]]), cfg.batch_size)], {}
+        return [Source("all", everything, cfg.batch_size)], {}
+    lab = everything.labels
+    is_correction = torch.zeros(len(everything), dtype=torch.bool)  # the corrections' expert frames
+    is_correction[bounds[2]:bounds[3]] = lab["expert_in_control"][bounds[2]:bounds[3]].bool()
     if cfg.variant == "filtered":
-        keep_r = torch.nonzero(d["rollouts"].labels["episode_success"]).flatten()
-        keep_c = torch.nonzero(d["corrections"].labels["expert_in_control"]).flatten()
-        parts = [d["demos"], Subset(d["rollouts"], keep_r), Subset(d["corrections"], keep_c)]
-        sizes = [len(p) for p in parts]
-        return [Source(n, p, max(1, round(cfg.batch_size * s / sum(sizes))))
-                for n, p, s in zip(("demos", "successes", "corrections"), parts, sizes) if s], \
-            {"filtered_frames": dict(zip(("demos", "successes", "corrections"), sizes))}
-    # recap: advantages from the value function
+        success = lab["episode_success"].bool()
+        keep = {"demos": torch.arange(bounds[0], bounds[1]),
+                "successes": bounds[1] + torch.nonzero(success[bounds[1]:bounds[2]]).flatten(),
+                "corrections": torch.nonzero(is_correction).flatten()}
+        sizes = {k: len(v) for k, v in keep.items()}
+        return [Source(k, Subset(everything, v), max(1, round(cfg.batch_size * len(v) / sum(sizes.values()))))
+                for k, v in keep.items() if len(v)], {"filtered_frames": sizes}
+    # recap: advantages from the value function. Demonstrations (the mistakes too) and rollouts get their
+    # label from A_t; only the corrections' expert frames are positive by rule (pi*0.6).
     value = load_pretrained("value_so100", kind="ValueFunction", root=out_dir.parent).eval()
-    data = concat_chunks([d["demos"], d["rollouts"], d["corrections"]])
-    v = torch.as_tensor(predict_values(value, data))
-    lab = data.labels
-    r = normalised_rewards(lab["steps_to_go"], lab["episode_success"], cfg.max_steps)
-    adv = n_step_advantages(r, v, lab["steps_to_go"], cfg.n_step)
-    thr = advantage_threshold(adv, cfg.positive_fraction)
-    pos = advantage_labels(adv, thr, lab["expert_in_control"])
-    src = Source("recap", WithColumns(data, advantage_positive=pos), cfg.batch_size,
+    pos, thr = recap_labels(lab, torch.as_tensor(predict_values(value, everything)), is_correction, cfg)
+    src = Source("recap", WithColumns(everything, advantage_positive=pos), cfg.batch_size,
                  transform=condition_on_advantage(cfg.dropout))
-    n = {k: len(x) for k, x in d.items() if k != "holdout"}
-    bounds = np.cumsum([0, n["demos"], n["rollouts"], n["corrections"]])
     share = {k: float(pos[bounds[i]:bounds[i + 1]].float().mean()) for i, k in enumerate(("demos", "rollouts",
                                                                                            "corrections"))}
     return [src], {"advantage": {"n_step": cfg.n_step, "threshold": thr, "positive_fraction": float(pos.float().mean()),
-                                 "positive_by_part": share, "dropout": cfg.dropout}}
+                                 "positive_by_part": share, "forced_positive_frames": int(is_correction.sum()),
+                                 "dropout": cfg.dropout}}
+
+
+def recap_labels(labels: dict, values, is_correction, cfg: RecapRecipe) -> tuple:
+    """``(positive (N,) bool, threshold)``: N-step advantages A_t from the values V(o_t) of every frame, the top
+    ``positive_fraction`` of the frames that are *not* corrections positive, and every correction frame
+    positive by rule (pi*0.6)."""
+    from vla_course.recap.advantage import (advantage_labels, advantage_threshold, n_step_advantages,
+                                            normalised_rewards)
+
+    is_correction = torch.as_tensor(is_correction, dtype=torch.bool)
+    r = normalised_rewards(labels["steps_to_go"], labels["episode_success"], cfg.max_steps)
+    adv = n_step_advantages(r, torch.as_tensor(values, dtype=torch.float32), labels["steps_to_go"], cfg.n_step)
+    thr = advantage_threshold(adv[~is_correction], cfg.positive_fraction)
+    return advantage_labels(adv, thr, is_correction), thr
 
 
 def failure_modes(ev: dict) -> dict:
@@ -293,7 +312,7 @@ def _train_policy(cfg: RecapRecipe, shared: dict, seed: int, out_dir: Path) -> d
 def _run(cfg: RecapRecipe, *, seed: int, out_dir: Path, cache=None) -> dict:
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    shared = recap_data(cfg, cache)
+    shared = recap_data(cfg, cache, root=out_dir.parent)
     data_seconds = time.perf_counter() - t0
     out = _train_value(cfg, shared, seed, out_dir) if cfg.variant == "value" else _train_policy(cfg, shared, seed,
                                                                                                  out_dir)

@@ -270,6 +270,8 @@ class Refer(PutInBin):
     def __init__(self, n_cubes: int | None = None, reference: str | None = None):
         if reference is not None and reference not in REFERENCES:
             raise ValueError(f"unknown reference {reference!r}; use one of: {', '.join(REFERENCES)}")
+        if n_cubes is not None and n_cubes < 2:
+            raise ValueError(f"refer needs at least 2 cubes to tell one from the others, got n_cubes={n_cubes}")
         super().__init__(n_cubes=n_cubes, n_targets=1)
         self.reference = reference
 

@@ -1,0 +1,136 @@
+"""Compounding errors (notebook 08, section 1): how far a cloned policy's states drift from the expert's.
+
+Behaviour cloning fits the expert's actions *on the expert's states*. Acting, every small error moves the arm to
+a state the expert never visited, where the clone was never trained and errs more: the errors compound. Ross &
+Bagnell (2010): a clone with per-step error eps can pay up to O(T^2 eps) over a horizon of T steps; letting an
+expert correct the learner's own states (DAgger; Ross, Gordon & Bagnell 2011) brings it to O(T eps).
+
+The measure, per layout: the distance of each state the policy visits to the *nearest* state of the scripted
+expert on the same layout (:func:`expert_states`), in degrees over the five arm joints (the gripper's 0..100
+opening is another unit and is left out). A policy that follows the expert stays near 0 all episode; one
+that compounds drifts away, and keeps drifting::
+
+    ref = expert_states(10_000)                       # (T_e, 6) the expert's states on that layout
+    rows = rollout_drift(policy, 10_000, episodes=20)  # per episode: drift (T,), success, grasps, ...
+    cumulative_cost_slope(rows)                        # log-log slope of the summed drift against T: 1 linear, 2 quadratic
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vla_course.constants import CAMERAS, IMAGE_SIZE, STATE_KEY
+
+ARM = slice(0, 5)  # the arm joints of an SO-100 state (degrees); index 5 is the gripper (0..100)
+
+
+def _episode_states(policy, robot, seed: int) -> tuple[np.ndarray, bool, list[tuple[int, str | None]]]:
+    """One episode of ``policy`` on layout ``seed``: the states it visited (T, 6), success, and the steps at
+    which the cube in the gripper changed ``(step, cube or None)``."""
+    from vla_course.control import run_episode
+
+    robot.reset(seed)
+    env = robot.env
+    states, changes = [], []
+
+    def on_step(frame, action):
+        states.append(np.asarray(frame[STATE_KEY], dtype=np.float32))
+        cube = env.held_cube()
+        if (changes[-1][1] if changes else None) != cube:
+            changes.append((len(states) - 1, cube))
+
+    r = run_episode(robot, policy, on_step=on_step)
+    return np.stack(states), bool(r.success), changes
+
+
+def expert_states(seed: int, task: str = "pick_place", runs: int = 1, noise_std: float = 0.0) -> np.ndarray:
+    """Every state the scripted expert visits on layout ``seed``, ``(T, 6)`` in degrees. ``runs > 1`` adds
+    runs with action noise ``noise_std`` (each its own noise seed), so the reference also covers the
+    expert's own spread around its plan."""
+    from vla_course.policies import ExpertPolicy
+    from vla_course.robot import make_robot
+
+    if runs < 1:
+        raise ValueError(f"runs must be >= 1, got {runs}")
+    out = []
+    with make_robot("sim", task=task, seed=seed, cameras=()) as robot:
+        for k in range(runs):
+            expert = ExpertPolicy(robot, noise_std=noise_std if k else 0.0, seed=k)
+            out.append(_episode_states(expert, robot, seed)[0])
+    return np.concatenate(out)
+
+
+def drift(states: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """``(T,)``: the distance (degrees, arm joints) from each of ``states`` to its nearest ``reference`` state."""
+    s, r = np.asarray(states, np.float64)[:, ARM], np.asarray(reference, np.float64)[:, ARM]
+    if not len(s) or not len(r):
+        raise ValueError(f"drift needs states and reference states, got {len(s)} and {len(r)}")
+    d2 = (s ** 2).sum(1)[:, None] + (r ** 2).sum(1)[None, :] - 2.0 * s @ r.T
+    return np.sqrt(np.maximum(d2.min(1), 0.0))
+
+
+def rollout_drift(policy, seed: int, episodes: int, task: str = "pick_place", progress: bool = True,
+                  expert_runs: int = 1, expert_noise: float = 0.0) -> list[dict]:
+    """``policy`` on layouts ``seed .. seed+episodes-1``, each step's drift from the expert on the same layout.
+    ``policy`` has ``reset()``/``act(frame)``, or is a factory ``policy(robot)`` (the scripted expert must read
+    the robot it drives: ``rollout_drift(ExpertPolicy, ...)``).
+
+    Per episode: ``seed``, ``success``, ``steps``, ``drift`` (T,), ``grasps`` (steps at which a cube came into
+    the gripper), ``releases`` (steps at which one left it) and ``onset`` (:func:`drift_onset`: the step from
+    which it stays off the expert's path, or None)."""
+    from tqdm import tqdm
+
+    from vla_course.robot import make_robot
+
+    factory = policy if isinstance(policy, type) or not hasattr(policy, "act") else None
+    cameras = tuple(getattr(policy, "cameras", CAMERAS))
+    rows = []
+    with make_robot("sim", task=task, seed=seed, image_size=IMAGE_SIZE, cameras=cameras) as robot:
+        if factory is not None:
+            policy = factory(robot)
+        for i in tqdm(range(episodes), desc="rollouts (drift)", disable=not progress):
+            ref = expert_states(seed + i, task, runs=expert_runs, noise_std=expert_noise)
+            states, success, changes = _episode_states(policy, robot, seed + i)
+            d = drift(states, ref)
+            rows.append({"seed": seed + i, "success": success, "steps": len(states), "drift": d,
+                         "grasps": [t for t, c in changes if c is not None],
+                         "releases": [t for t, c in changes if c is None and t > 0],
+                         "onset": drift_onset(d)})
+    return rows
+
+
+ONSET_DEGREES = 10.0  # a state this far from every expert state of the layout is off the expert's path
+
+
+def drift_onset(d: np.ndarray, threshold: float = ONSET_DEGREES) -> int | None:
+    """The first step from which the drift stays above ``threshold`` to the end (None if it ends below it)."""
+    d = np.asarray(d)
+    below = np.flatnonzero(d <= threshold)
+    if not len(d) or (len(below) and below[-1] == len(d) - 1):
+        return None
+    return int(below[-1] + 1) if len(below) else 0
+
+
+def running_mean_drift(rows: list[dict], horizon: int) -> np.ndarray:
+    """``(horizon,)``: at each step the mean drift of the episodes still running (NaN once none is). A successful
+    episode stops at its success; a failed one runs to the time limit."""
+    c = np.full((len(rows), horizon), np.nan)
+    for k, r in enumerate(rows):
+        d = np.asarray(r["drift"])[:horizon]
+        c[k, : len(d)] = d
+    n = np.sum(~np.isnan(c), axis=0)
+    return np.where(n > 0, np.nansum(c, axis=0) / np.maximum(n, 1), np.nan)
+
+
+def cumulative_cost_slope(rows: list[dict], horizon: int | None = None, start: int = 30) -> float:
+    """The log-log slope of the cumulative cost C(T) = sum_{t <= T} (mean drift of the running episodes at t)
+    against T over ``start..horizon``: about 1 while the drift stays bounded (cost linear in T, DAgger's bound),
+    up to 2 when it grows linearly in time (behaviour cloning's quadratic bound)."""
+    horizon = horizon or max(r["steps"] for r in rows)
+    rate = running_mean_drift(rows, horizon)
+    t = np.arange(1, horizon + 1)
+    cost = np.cumsum(np.nan_to_num(rate))
+    keep = (t >= start) & ~np.isnan(rate) & (cost > 0)
+    if keep.sum() < 2:
+        raise ValueError(f"cumulative_cost_slope needs episodes longer than start={start} steps with drift > 0")
+    return float(np.polyfit(np.log(t[keep]), np.log(cost[keep]), 1)[0])
