@@ -110,3 +110,19 @@ def test_quick_recipe_writes_a_loadable_checkpoint_with_its_task(tmp_path):
     torch.testing.assert_close(model.action_normalizer.unnormalize(torch.zeros(1, 6)),
                                base.action_normalizer.unnormalize(torch.zeros(1, 6)))
     assert sum(p.stat().st_size for p in out.iterdir()) < 5e6
+
+
+def test_recordings_loaded_once_match_each_loaded_alone(tmp_path):
+    import torch
+
+    from vla_course.data.chunks import concat_chunks
+    from vla_course.recipes.finetune import recording, robot_chunks, robot_chunks_of
+
+    parts = [(recording("refer", 32_000, 1, cache=tmp_path, progress=False), "refer", 32_000, {}),
+             (recording("pick_place", 7, 2, cache=tmp_path, progress=False), "pick_place", 7, {})]
+    once = robot_chunks_of(parts, progress=False)
+    alone = concat_chunks([robot_chunks(r, task, s0, kw, False) for r, task, s0, kw in parts])
+    assert len(once) == len(alone) and once.num_episodes == 3
+    for key in ("state", "action", "episode_index", "target_xy", "target_valid"):
+        torch.testing.assert_close(getattr(once, key), getattr(alone, key))
+    assert once.target_valid.any() and once.subtasks == alone.subtasks

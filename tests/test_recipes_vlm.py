@@ -58,6 +58,20 @@ def test_missing_checkpoint_says_how_to_make_it(tmp_path):
         load_pretrained("vlm_base", root=tmp_path)
 
 
+def test_shipped_results_are_read_by_name_and_say_the_weights_are_not_shipped():
+    from vla_course.checkpoints import RESULTS_DIR, read_metadata
+    from vla_course.train import discover
+
+    names = sorted(p.stem for p in RESULTS_DIR.glob("*.json") if p.stem in discover())
+    assert {"pi0_vqa", "pi0_frozen"} <= set(names)  # the KI chapter's baselines (notebook 06)
+    for name in names:
+        meta = read_metadata(name)
+        assert meta["recipe"] == name and meta["command"].startswith(f"vla-course train {name}")
+        assert 0.0 <= meta["metrics"]["success_rate"] <= 1.0
+        with pytest.raises(FileNotFoundError, match="only its results are shipped"):
+            load_pretrained(name)
+
+
 def test_lr_schedule_warms_up_then_decays_to_zero():
     final = VLMRecipe().train_config(0).final_lr_frac  # the VLM recipe decays to zero
     lrs = [lr_at(s, 100, 1e-3, 10, final) for s in range(100)]

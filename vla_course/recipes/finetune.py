@@ -108,6 +108,33 @@ def robot_chunks(root: Path, task: str, seed0: int, task_kwargs: dict, progress:
     return data
 
 
+def robot_chunks_of(parts: list, progress: bool):
+    """Several recordings as one ChunkDataset, loaded once (pixels are gigabytes: loading each part and
+    concatenating would hold them twice), each part labelled with its named cube's pixels as
+    :func:`robot_chunks` does. ``parts``: ``(root, task, first layout seed, task_kwargs)`` per recording."""
+    import torch
+
+    from vla_course.data.cache import dataset_size
+    from vla_course.data.chunks import load_chunks
+    from vla_course.data.localization import target_pixels
+    from vla_course.data.views import Subset
+
+    data = load_chunks([p[0] for p in parts], progress=progress)
+    xy, valid, row, first_episode = [], [], 0, 0
+    for root, task, seed0, task_kwargs in parts:
+        episodes, frames = dataset_size(root)
+        part = Subset(data, torch.arange(row, row + frames))  # episodes renumbered from first_episode
+        seeds = {first_episode + e: seed0 + e for e in range(episodes)}
+        x, v = target_pixels(part, seeds, task=task, task_kwargs=task_kwargs)
+        xy.append(x)
+        valid.append(v)
+        row, first_episode = row + frames, first_episode + episodes
+    if row != len(data):
+        raise RuntimeError(f"the recordings hold {row} frames, the loaded data {len(data)}")
+    data.target_xy, data.target_valid = torch.cat(xy), torch.cat(valid)
+    return data
+
+
 def success_on(model, cfg: Pi0FinetuneRecipe, task: str, task_kwargs: dict | None = None) -> dict:
     """Success of ``model`` on ``task``: every held-out layout ``eval_seed..`` tried ``rollouts_per_layout`` times,
     each rollout with its own noise stream.

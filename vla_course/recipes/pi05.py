@@ -37,7 +37,7 @@ from pathlib import Path
 import torch
 
 from vla_course.data.cache import relative_to_repo
-from vla_course.recipes.finetune import grow_vocabulary, recording, robot_chunks
+from vla_course.recipes.finetune import grow_vocabulary, recording, robot_chunks_of
 from vla_course.train import recipe
 from vla_course.training import Source, TrainConfig, train
 from vla_course.training.evaluate import evaluate_pi0
@@ -96,7 +96,6 @@ def instruction_words() -> list[str]:
 
 
 def _run(cfg: Pi05Recipe, *, seed: int, out_dir: Path, cache=None) -> dict:
-    from vla_course.data.chunks import concat_chunks
     from vla_course.data.vqa import generate_vqa
     from vla_course.checkpoints import load_pretrained
     from vla_course.recipes.pi0 import base_recording
@@ -104,11 +103,10 @@ def _run(cfg: Pi05Recipe, *, seed: int, out_dir: Path, cache=None) -> dict:
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     roots = [recording(task, s0, n, cache=cache, progress=cfg.progress) for task, s0, n in cfg.recordings]
-    multi = concat_chunks([robot_chunks(r, task, s0, {}, cfg.progress)
-                           for r, (task, s0, _) in zip(roots, cfg.recordings)])
+    multi = robot_chunks_of([(r, task, s0, {}) for r, (task, s0, _) in zip(roots, cfg.recordings)], cfg.progress)
     base_roots = [base_recording(*part, cache=cache, progress=cfg.progress) for part in cfg.base_recordings]
-    base = concat_chunks([robot_chunks(r, "pick_place", part[0], {}, cfg.progress)
-                          for r, part in zip(base_roots, cfg.base_recordings)])
+    base = robot_chunks_of([(r, "pick_place", part[0], {}) for r, part in zip(base_roots, cfg.base_recordings)],
+                           cfg.progress)
     if multi.subtasks is None or base.subtasks is None:
         raise ValueError("the recordings carry no subtask labels; re-record them (vla-course record labels every "
                          "frame with the expert's subtask)")
