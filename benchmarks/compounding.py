@@ -1,7 +1,7 @@
 """Compounding errors measured: how far each policy's states drift from the scripted expert's, side by side.
 
 Every policy acts on the same held-out layouts (seeds 10000..), each with the same policy seed; each step's
-drift is the distance (degrees, arm joints) to the nearest state of the expert on that layout
+drift is the distance (cm) from the gripper's grasp point to the nearest point of the expert's path on that layout
 (``vla_course.training.compounding``). Written to ``data/results/compounding.json`` (read by notebook 08):
 per policy, per episode the drift (every step), success, grasps and drift onset, and the log-log slope of the
 cumulative drift against the horizon (1: bounded drift, DAgger's linear cost; up to 2: behaviour cloning's
@@ -22,7 +22,7 @@ import torch
 
 from vla_course.checkpoints import RESULTS_DIR, load_pretrained, read_metadata
 from vla_course.models import Pi0Policy
-from vla_course.training.compounding import ONSET_DEGREES, cumulative_cost_slope, rollout_drift, running_mean_drift
+from vla_course.training.compounding import ONSET_CM, cumulative_cost_slope, rollout_drift, running_mean_drift
 
 
 def main() -> None:
@@ -36,8 +36,8 @@ def main() -> None:
     torch.set_num_threads(1)
     out = {"command": f"python benchmarks/compounding.py --root <where they trained> --names {' '.join(args.names)} "
                       f"--episodes {args.episodes} --seed {args.seed}",
-           "seeds": f"{args.seed}..{args.seed + args.episodes - 1}", "onset_degrees": ONSET_DEGREES,
-           "measure": "degrees (arm joints) to the nearest scripted-expert state of the same layout", "policies": {}}
+           "seeds": f"{args.seed}..{args.seed + args.episodes - 1}", "onset_cm": ONSET_CM,
+           "measure": "cm from the grasp point to the nearest point of the scripted expert's path on the same layout", "policies": {}}
     for name in args.names:
         root = None if name == "pi0_base" else args.root
         model = load_pretrained(name, kind="Pi0", root=root).eval()
@@ -55,7 +55,7 @@ def main() -> None:
             "seconds": time.perf_counter() - t}
         p = out["policies"][name]
         print(f"{name:>13}: success {p['success_rate']:.0%}, cumulative-drift slope {p['cumulative_cost_slope']:.2f}, "
-              f"median drift {np.median([x for r in rows for x in r['drift']]):.1f} deg ({p['seconds']:.0f} s)")
+              f"median drift {np.median([x for r in rows for x in r['drift']]):.1f} cm ({p['seconds']:.0f} s)")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out))
     print("wrote", args.out)

@@ -3,17 +3,16 @@
 import numpy as np
 import pytest
 
-from vla_course.training.compounding import (cumulative_cost_slope, drift, drift_onset, expert_states,
+from vla_course.training.compounding import (cumulative_cost_slope, drift, drift_onset, expert_path,
                                              rollout_drift, running_mean_drift)
 
 
-def test_drift_is_the_distance_to_the_nearest_reference_state_over_the_arm_joints():
-    ref = np.array([[0, 0, 0, 0, 0, 50], [10, 0, 0, 0, 0, 0]], np.float32)
-    states = np.array([[0, 0, 0, 0, 0, 0], [9, 0, 0, 0, 0, 99], [5, 0, 0, 3, 4, 0]], np.float32)
-    d = drift(states, ref)
-    np.testing.assert_allclose(d, [0.0, 1.0, np.sqrt(25 + 9 + 16)], atol=1e-6)  # the gripper (index 5) ignored
+def test_drift_is_the_distance_to_the_nearest_reference_point():
+    ref = np.array([[0, 0, 0], [10, 0, 0]], np.float32)
+    points = np.array([[0, 0, 0], [9, 0, 0], [5, 3, 4]], np.float32)
+    np.testing.assert_allclose(drift(points, ref), [0.0, 1.0, np.sqrt(25 + 9 + 16)], atol=1e-6)
     with pytest.raises(ValueError, match="reference"):
-        drift(states, ref[:0])
+        drift(points, ref[:0])
 
 
 def test_drift_onset_is_where_the_drift_leaves_for_good():
@@ -47,14 +46,14 @@ def test_cumulative_cost_grows_linearly_with_bounded_drift_and_quadratically_wit
 def test_the_expert_replayed_on_its_own_layout_never_drifts():
     from vla_course.policies import ExpertPolicy
 
-    ref = expert_states(10_000)
-    assert ref.shape[1] == 6 and len(ref) > 30
+    ref = expert_path(10_000)
+    assert ref.shape[1] == 3 and len(ref) > 30 and 5 < np.abs(ref).max() < 60  # cm, within the arm's reach
     rows = rollout_drift(ExpertPolicy, 10_000, episodes=1, progress=False)  # a factory: the expert of that robot
     (row,) = rows
     assert row["success"] and row["steps"] == len(ref)
     assert float(row["drift"].max()) < 1e-4 and row["onset"] is None
     assert row["grasps"] and row["grasps"][0] > 0            # it picked the cube up on the way
-    assert drift(ref + np.array([20, 0, 0, 0, 0, 0]), ref).min() > 0  # the same path shifted is off it
+    assert drift(ref + np.array([0, 0, 20.0]), ref).min() > 0  # the same path 20 cm higher is off it
 
 
 def test_the_few_demonstration_recipes_share_round_0_and_differ_by_the_interventions():

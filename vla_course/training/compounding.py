@@ -5,12 +5,13 @@ a state the expert never visited, where the clone was never trained and errs mor
 Bagnell (2010): a clone with per-step error eps can pay up to O(T^2 eps) over a horizon of T steps; letting an
 expert correct the learner's own states (DAgger; Ross, Gordon & Bagnell 2011) brings it to O(T eps).
 
-The measure, per layout: the distance of each state the policy visits to the *nearest* state of the scripted
-expert on the same layout (:func:`expert_states`), in degrees over the five arm joints (the gripper's 0..100
-opening is another unit and is left out). A policy that follows the expert stays near 0 all episode; one
-that compounds drifts away, and keeps drifting::
+The measure, per layout: the distance from where the policy's gripper is at each step (the grasp point
+between the fingers, in cm) to the *nearest* point of the scripted expert's gripper path on the same layout
+(:func:`expert_path`). Joint angles would mislead: a cube can be grasped at the same place with the wrist
+rolled a quarter turn, far in joint space and the same in the world. A policy that follows the expert stays
+near 0 all episode; one that compounds drifts away, and keeps drifting::
 
-    ref = expert_states(10_000)                       # (T_e, 6) the expert's states on that layout
+    ref = expert_path(10_000)                          # (T_e, 3) the expert's grasp point on that layout, cm
     rows = rollout_drift(policy, 10_000, episodes=20)  # per episode: drift (T,), success, grasps, ...
     cumulative_cost_slope(rows)                        # log-log slope of the summed drift against T: 1 linear, 2 quadratic
 """
@@ -19,14 +20,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from vla_course.constants import CAMERAS, IMAGE_SIZE, STATE_KEY
-
-ARM = slice(0, 5)  # the arm joints of an SO-100 state (degrees); index 5 is the gripper (0..100)
+from vla_course.constants import CAMERAS, IMAGE_SIZE
 
 
-def _episode_states(policy, robot, seed: int) -> tuple[np.ndarray, bool, list[tuple[int, str | None]]]:
-    """One episode of ``policy`` on layout ``seed``: the states it visited (T, 6), success, and the steps at
-    which the cube in the gripper changed ``(step, cube or None)``."""
+def _episode_path(policy, robot, seed: int) -> tuple[np.ndarray, bool, list[tuple[int, str | None]]]:
+    """One episode of ``policy`` on layout ``seed``: where its grasp point was at each step ((T, 3), cm),
+    success, and the steps at which the cube in the gripper changed ``(step, cube or None)``."""
     from vla_course.control import run_episode
 
     robot.reset(seed)
@@ -34,7 +33,7 @@ def _episode_states(policy, robot, seed: int) -> tuple[np.ndarray, bool, list[tu
     states, changes = [], []
 
     def on_step(frame, action):
-        states.append(np.asarray(frame[STATE_KEY], dtype=np.float32))
+        states.append(100.0 * env.fingertip_pos())  # the observation's pose, before the action moves it
         cube = env.held_cube()
         if (changes[-1][1] if changes else None) != cube:
             changes.append((len(states) - 1, cube))
@@ -43,9 +42,9 @@ def _episode_states(policy, robot, seed: int) -> tuple[np.ndarray, bool, list[tu
     return np.stack(states), bool(r.success), changes
 
 
-def expert_states(seed: int, task: str = "pick_place", runs: int = 1, noise_std: float = 0.0) -> np.ndarray:
-    """Every state the scripted expert visits on layout ``seed``, ``(T, 6)`` in degrees. ``runs > 1`` adds
-    runs with action noise ``noise_std`` (each its own noise seed), so the reference also covers the
+def expert_path(seed: int, task: str = "pick_place", runs: int = 1, noise_std: float = 0.0) -> np.ndarray:
+    """Where the scripted expert's grasp point is at every step on layout ``seed``, ``(T, 3)`` in cm. ``runs > 1``
+    adds runs with action noise ``noise_std`` (each its own noise seed), so the reference also covers the
     expert's own spread around its plan."""
     from vla_course.policies import ExpertPolicy
     from vla_course.robot import make_robot
@@ -56,13 +55,13 @@ def expert_states(seed: int, task: str = "pick_place", runs: int = 1, noise_std:
     with make_robot("sim", task=task, seed=seed, cameras=()) as robot:
         for k in range(runs):
             expert = ExpertPolicy(robot, noise_std=noise_std if k else 0.0, seed=k)
-            out.append(_episode_states(expert, robot, seed)[0])
+            out.append(_episode_path(expert, robot, seed)[0])
     return np.concatenate(out)
 
 
-def drift(states: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """``(T,)``: the distance (degrees, arm joints) from each of ``states`` to its nearest ``reference`` state."""
-    s, r = np.asarray(states, np.float64)[:, ARM], np.asarray(reference, np.float64)[:, ARM]
+def drift(points: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """``(T,)``: the Euclidean distance from each of ``points`` (T, k) to its nearest ``reference`` point (R, k)."""
+    s, r = np.asarray(points, np.float64), np.asarray(reference, np.float64)
     if not len(s) or not len(r):
         raise ValueError(f"drift needs states and reference states, got {len(s)} and {len(r)}")
     d2 = (s ** 2).sum(1)[:, None] + (r ** 2).sum(1)[None, :] - 2.0 * s @ r.T
@@ -89,8 +88,8 @@ def rollout_drift(policy, seed: int, episodes: int, task: str = "pick_place", pr
         if factory is not None:
             policy = factory(robot)
         for i in tqdm(range(episodes), desc="rollouts (drift)", disable=not progress):
-            ref = expert_states(seed + i, task, runs=expert_runs, noise_std=expert_noise)
-            states, success, changes = _episode_states(policy, robot, seed + i)
+            ref = expert_path(seed + i, task, runs=expert_runs, noise_std=expert_noise)
+            states, success, changes = _episode_path(policy, robot, seed + i)
             d = drift(states, ref)
             rows.append({"seed": seed + i, "success": success, "steps": len(states), "drift": d,
                          "grasps": [t for t, c in changes if c is not None],
@@ -99,10 +98,10 @@ def rollout_drift(policy, seed: int, episodes: int, task: str = "pick_place", pr
     return rows
 
 
-ONSET_DEGREES = 10.0  # a state this far from every expert state of the layout is off the expert's path
+ONSET_CM = 3.0  # a grasp point this far from every point of the expert's path (a cube is 2.5 cm) is off it
 
 
-def drift_onset(d: np.ndarray, threshold: float = ONSET_DEGREES) -> int | None:
+def drift_onset(d: np.ndarray, threshold: float = ONSET_CM) -> int | None:
     """The first step from which the drift stays above ``threshold`` to the end (None if it ends below it)."""
     d = np.asarray(d)
     below = np.flatnonzero(d <= threshold)
