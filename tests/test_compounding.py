@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 
-from vla_course.training.compounding import (cumulative_cost_slope, drift, drift_onset, expert_path,
-                                             rollout_drift, running_mean_drift)
+from vla_course.training.compounding import drift, drift_onset, expert_path, rollout_drift, running_mean_drift
 
 
 def test_drift_is_the_distance_to_the_nearest_reference_point():
@@ -33,16 +32,6 @@ def test_running_mean_drift_averages_only_the_episodes_still_running():
     assert np.isnan(rate[3])
 
 
-def test_cumulative_cost_grows_linearly_with_bounded_drift_and_quadratically_with_growing_drift():
-    T = 300
-    bounded = cumulative_cost_slope(_rows([np.full(T, 4.0), np.full(T, 6.0)]))
-    growing = cumulative_cost_slope(_rows([0.1 * np.arange(1, T + 1)]))
-    assert abs(bounded - 1.0) < 0.01
-    assert abs(growing - 2.0) < 0.05
-    with pytest.raises(ValueError, match="longer than"):
-        cumulative_cost_slope(_rows([np.ones(10)]))
-
-
 def test_the_expert_replayed_on_its_own_layout_never_drifts():
     from vla_course.policies import ExpertPolicy
 
@@ -53,7 +42,8 @@ def test_the_expert_replayed_on_its_own_layout_never_drifts():
     assert row["success"] and row["steps"] == len(ref)
     assert float(row["drift"].max()) < 1e-4 and row["onset"] is None
     assert row["grasps"] and row["grasps"][0] > 0            # it picked the cube up on the way
-    assert drift(ref + np.array([0, 0, 20.0]), ref).min() > 0  # the same path 20 cm higher is off it
+    high = drift(ref + np.array([0, 0, 20.0]), ref)  # the same path 20 cm higher: off it by up to 20 cm
+    assert high.max() <= 20.0 + 1e-6 and high.max() > 5.0
 
 
 def test_the_few_demonstration_recipes_share_round_0_and_differ_by_the_interventions():

@@ -271,3 +271,15 @@ def test_recap_labels_force_only_the_corrections_positive_and_threshold_the_rest
     share = pos[~corr].float().mean().item()
     assert abs(share - 0.3) <= 0.05                             # 30% of the labelled frames
     assert isinstance(thr, float)
+
+
+def test_filtered_bc_keeps_successful_demonstrations_and_rollouts_and_the_corrections_expert_frames():
+    from vla_course.recipes.recap import filtered_rows
+
+    # rows 0-3 demos (0-1 a success, 2-3 a give-up), 4-7 rollouts (4-5 fail, 6-7 succeed), 8-11 corrections
+    success = torch.tensor([1, 1, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1], dtype=torch.bool)
+    corr = torch.zeros(12, dtype=torch.bool)
+    corr[10:] = True
+    keep = filtered_rows(success, [0, 4, 8, 12], corr)
+    assert keep["demos"].tolist() == [0, 1] and keep["successes"].tolist() == [6, 7]
+    assert keep["corrections"].tolist() == [10, 11]

@@ -42,7 +42,7 @@ VARIANTS = {
     "recap": "advantage-conditioned pi0 ('advantage: positive/negative' from value_so100), asked for positive",
     "bc_all": "behaviour cloning on all the same data (demonstrations, rollouts, corrections), plain prompts",
     "bc_demos": "behaviour cloning on the demonstrations only",
-    "filtered": "filtered behaviour cloning: demonstrations, successful rollouts, the corrections' expert frames",
+    "filtered": "filtered behaviour cloning: successful demonstrations and rollouts, the corrections' expert frames",
 }
 TASK = "pick_place"
 
@@ -219,10 +219,7 @@ def policy_sources(cfg: RecapRecipe, shared: dict, out_dir: Path) -> tuple[list,
     is_correction = torch.zeros(len(everything), dtype=torch.bool)  # the corrections' expert frames
     is_correction[bounds[2]:bounds[3]] = lab["expert_in_control"][bounds[2]:bounds[3]].bool()
     if cfg.variant == "filtered":
-        success = lab["episode_success"].bool()
-        keep = {"demos": torch.arange(bounds[0], bounds[1]),
-                "successes": bounds[1] + torch.nonzero(success[bounds[1]:bounds[2]]).flatten(),
-                "corrections": torch.nonzero(is_correction).flatten()}
+        keep = filtered_rows(lab["episode_success"], bounds, is_correction)
         sizes = {k: len(v) for k, v in keep.items()}
         return [Source(k, Subset(everything, v), max(1, round(cfg.batch_size * len(v) / sum(sizes.values()))))
                 for k, v in keep.items() if len(v)], {"filtered_frames": sizes}
@@ -237,6 +234,16 @@ def policy_sources(cfg: RecapRecipe, shared: dict, out_dir: Path) -> tuple[list,
     return [src], {"advantage": {"n_step": cfg.n_step, "threshold": thr, "positive_fraction": float(pos.float().mean()),
                                  "positive_by_part": share, "forced_positive_frames": int(is_correction.sum()),
                                  "dropout": cfg.dropout}}
+
+
+def filtered_rows(episode_success, bounds, is_correction) -> dict:
+    """Filtered BC's rows of the joined data (parts demos, rollouts, corrections from ``bounds``): the successful
+    demonstrations (a give-up demonstration fails), the successful rollouts and the corrections' expert frames."""
+    success = torch.as_tensor(episode_success, dtype=torch.bool)
+    b = [int(x) for x in bounds]
+    return {"demos": b[0] + torch.nonzero(success[b[0]:b[1]]).flatten(),
+            "successes": b[1] + torch.nonzero(success[b[1]:b[2]]).flatten(),
+            "corrections": torch.nonzero(torch.as_tensor(is_correction, dtype=torch.bool)).flatten()}
 
 
 def recap_labels(labels: dict, values, is_correction, cfg: RecapRecipe) -> tuple:

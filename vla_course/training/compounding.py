@@ -9,11 +9,11 @@ The measure, per layout: the distance from where the policy's gripper is at each
 between the fingers, in cm) to the *nearest* point of the scripted expert's gripper path on the same layout
 (:func:`expert_path`). Joint angles would mislead: a cube can be grasped at the same place with the wrist
 rolled a quarter turn, far in joint space and the same in the world. A policy that follows the expert stays
-near 0 all episode; one that compounds drifts away, and keeps drifting::
+near 0 all episode; one that compounds drifts away, and keeps drifting. (It measures going where the expert
+never goes, not stalling: a gripper that stops on the expert's path scores 0.)::
 
     ref = expert_path(10_000)                          # (T_e, 3) the expert's grasp point on that layout, cm
     rows = rollout_drift(policy, 10_000, episodes=20)  # per episode: drift (T,), success, grasps, ...
-    cumulative_cost_slope(rows)                        # log-log slope of the summed drift against T: 1 linear, 2 quadratic
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def _episode_path(policy, robot, seed: int) -> tuple[np.ndarray, bool, list[tupl
     states, changes = [], []
 
     def on_step(frame, action):
-        states.append(100.0 * env.fingertip_pos())  # the observation's pose, before the action moves it
+        states.append(100.0 * env.fingertip_pos())  # on_step runs after the step: the pose each action led to
         cube = env.held_cube()
         if (changes[-1][1] if changes else None) != cube:
             changes.append((len(states) - 1, cube))
@@ -119,17 +119,3 @@ def running_mean_drift(rows: list[dict], horizon: int) -> np.ndarray:
         c[k, : len(d)] = d
     n = np.sum(~np.isnan(c), axis=0)
     return np.where(n > 0, np.nansum(c, axis=0) / np.maximum(n, 1), np.nan)
-
-
-def cumulative_cost_slope(rows: list[dict], horizon: int | None = None, start: int = 30) -> float:
-    """The log-log slope of the cumulative cost C(T) = sum_{t <= T} (mean drift of the running episodes at t)
-    against T over ``start..horizon``: about 1 while the drift stays bounded (cost linear in T, DAgger's bound),
-    up to 2 when it grows linearly in time (behaviour cloning's quadratic bound)."""
-    horizon = horizon or max(r["steps"] for r in rows)
-    rate = running_mean_drift(rows, horizon)
-    t = np.arange(1, horizon + 1)
-    cost = np.cumsum(np.nan_to_num(rate))
-    keep = (t >= start) & ~np.isnan(rate) & (cost > 0)
-    if keep.sum() < 2:
-        raise ValueError(f"cumulative_cost_slope needs episodes longer than start={start} steps with drift > 0")
-    return float(np.polyfit(np.log(t[keep]), np.log(cost[keep]), 1)[0])
