@@ -367,3 +367,13 @@ def test_plotly_steps_figure():
     bundle = va.plotly_bundle(fig)
     assert "application/vnd.plotly.v1+json" in bundle and "cdn.plot.ly" in bundle["text/html"]
     assert vh.plural(1, "step") == "1 step" and vh.plural(3, "step") == "3 steps"
+
+
+def test_keep_gif_writes_once_and_leaves_the_same_bytes_alone(tmp_path):
+    from vla_course.viz import anim as va
+
+    path = tmp_path / "figures" / "a.gif"
+    assert va.keep_gif(b"GIF89a-one", path) and path.read_bytes() == b"GIF89a-one"
+    before = path.stat().st_mtime_ns
+    assert not va.keep_gif(b"GIF89a-one", path) and path.stat().st_mtime_ns == before   # a re-run: untouched
+    assert va.keep_gif(b"GIF89a-two", path) and path.read_bytes() == b"GIF89a-two"     # new frames: replaced

@@ -125,6 +125,22 @@ def gif_html(gif: bytes, alt: str = "animation", width: int | None = None) -> st
     return f'<img src="data:image/gif;base64,{base64.b64encode(gif).decode()}" alt="{alt}"{size}>'
 
 
+def keep_gif(gif: bytes, path) -> bool:
+    """Write ``gif`` to ``path`` unless the file already holds exactly these bytes; True if it wrote.
+
+    GitHub drops an ``<img>`` whose source is a data URI from a notebook's outputs, so a notebook also commits its
+    GIF beside it and shows it from a markdown cell (``![...](figures/name.gif)``), which GitHub renders. A re-run
+    that makes the same frames leaves the file, and the checkout, untouched."""
+    from pathlib import Path
+
+    path = Path(path)
+    if path.exists() and path.read_bytes() == gif:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gif)
+    return True
+
+
 def gif_strip(gif: bytes, n: int = 5, height: int | None = None) -> bytes:
     """``n`` evenly spaced frames of a GIF (first and last included) side by side, as PNG bytes: the still that
     renders in every viewer, GitHub's included, beside an animation (``IPython.display.Image(data=...)``)."""
