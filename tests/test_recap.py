@@ -283,3 +283,39 @@ def test_filtered_bc_keeps_successful_demonstrations_and_rollouts_and_the_correc
     keep = filtered_rows(success, [0, 4, 8, 12], corr)
     assert keep["demos"].tolist() == [0, 1] and keep["successes"].tolist() == [6, 7]
     assert keep["corrections"].tolist() == [10, 11]
+
+
+def test_value_curve_scores_every_frame_of_a_live_episode_and_finds_the_drop(tmp_path):
+    from vla_course.policies import ExpertPolicy
+    from vla_course.recap import value_curve
+
+    model, _ = _value()
+    model.save_pretrained(tmp_path / "value_so100")
+    vf = load_value_function(root=tmp_path)
+    c = value_curve(vf, lambda robot: ExpertPolicy(robot, mistake="drop", recover=False, seed=0), 45_100, 360,
+                    keep_frames=True)
+    T = c["steps"]
+    assert not c["success"] and len(c["value"]) == len(c["return"]) == len(c["held"]) == len(c["frames"]) == T
+    np.testing.assert_allclose(c["value"], vf.predict(c["frames"]), atol=1e-6)
+    assert c["return"][-1] == pytest.approx(-0.5) and c["return"][0] == pytest.approx(-(T - 1 + 360) / 720)
+    at = c["mistake_at"]
+    assert at is not None and c["held"][at - 1] is not None  # it opened the gripper while holding the cube
+    assert all(h is None for h in c["held"][at + 10:])        # gave up: never held again
+    clean = value_curve(vf, lambda robot: ExpertPolicy(robot, seed=0), 45_100, 360)
+    assert clean["success"] and clean["mistake_at"] is None and "frames" not in clean
+    assert clean["return"][-1] == 0.0
+
+
+def test_falls_after_and_spearman():
+    from vla_course.recap import falls_after, spearman
+
+    v = np.array([-0.5, -0.4, -0.3, -0.6, -0.55, -0.2])
+    assert falls_after(v, 2, window=2) == (True, pytest.approx(-0.25))
+    assert falls_after(v, 3, window=2) == (False, pytest.approx(0.4))
+    assert falls_after(v, 5)[0] is False  # nothing after the last step
+    with pytest.raises(ValueError, match="not in the episode"):
+        falls_after(v, 6)
+    x = np.arange(10.0)
+    assert spearman(x, x ** 3) == pytest.approx(1.0) and spearman(x, -x) == pytest.approx(-1.0)
+    with pytest.raises(ValueError, match="equal lengths"):
+        spearman(x, x[:3])
