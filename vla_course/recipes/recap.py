@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from vla_course.data.cache import cache_dir, dataset_size, recorded_dataset, relative_to_repo
+from vla_course.recap.value import spearman
 from vla_course.train import recipe
 from vla_course.training import Source, TrainConfig, train
 from vla_course.training.evaluate import evaluate_pi0
@@ -150,11 +151,6 @@ def returns_of(d, cfg: RecapRecipe) -> torch.Tensor:
     from vla_course.recap import mc_returns
 
     return mc_returns(d.labels["steps_to_go"], d.labels["episode_success"], cfg.max_steps)
-
-
-def spearman(a, b) -> float:
-    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
-    return float(np.corrcoef(ra, rb)[0, 1]) if len(a) > 1 else 0.0
 
 
 def _sizes(d) -> dict:
