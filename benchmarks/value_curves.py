@@ -9,8 +9,9 @@ Held-out layouts only (never recorded for training), each episode run live and s
 
 Measured, against the true normalised return G_t (``vla_course.recap.mc_returns``):
 
-* the rank correlation (Spearman) of V with G over the frames of the held-out *successful* episodes (pooled; for
-  a success, ranking by G is ranking by steps to go), and over every frame;
+* the rank correlation (Spearman) of V with G over the frames of the held-out *successful* episodes (pooled, and
+  per group: for a success, ranking by G is ranking by steps to go; a recovered drop's success is one V could not
+  foresee, so its frames rank worse), and over every frame;
 * at each drop (the step the expert opens the gripper): does V fall within a second (30 steps)? "Falls": the
   lowest V of the next second lies below V at the drop. Beside it, the mean change of V over one second at
   every step of the successful pi0_base episodes (progress: V rises by about 30 / (2 x 360) per second).
@@ -72,6 +73,9 @@ def main() -> None:
     metrics = {
         "spearman_successful": spearman(np.concatenate([e["value"] for e in ok]), np.concatenate([e["return"] for e in ok])),
         "spearman_successful_per_episode_median": float(np.median([spearman(e["value"], e["return"]) for e in ok])),
+        "spearman_successful_by_group": {k: spearman(np.concatenate([e["value"] for e in v if e["success"]]),
+                                                      np.concatenate([e["return"] for e in v if e["success"]]))
+                                         for k, v in episodes.items() if any(e["success"] for e in v)},
         "spearman_all": spearman(np.concatenate([e["value"] for e in every]), np.concatenate([e["return"] for e in every])),
         "mean_abs_error": float(np.mean(np.abs(np.concatenate([e["value"] - e["return"] for e in every])))),
         "successful_episodes": len(ok), "episodes": len(every),

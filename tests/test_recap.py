@@ -248,6 +248,9 @@ def test_quick_recap_recipes_value_then_policy_and_a_baseline(tmp_path):
         assert sum(m["failure_modes"].values()) == m["episodes"] - m["successes"]
         if name == "recap":
             assert 0 < m["advantage"]["positive_fraction"] <= 1 and m["advantage"]["n_step"] == 30
+        # pi0_base trained with its localization loss (the named cube's pixels): the fine-tunes keep it
+        terms = json.loads((out / "metadata.json").read_text())["terms_every_step"]
+        assert {t.rsplit(".", 1)[-1] for t in terms} >= {"flow", "localization"}
     assert all(str(cache) in p for parts in meta["data"]["parts"].values() for p in parts)
 
 

@@ -123,6 +123,7 @@ def recap_data(cfg: RecapRecipe, cache=None, root=None) -> dict:
     from vla_course.checkpoints import load_pretrained
     from vla_course.data.chunks import load_chunks
     from vla_course.data.views import Subset
+    from vla_course.recipes.finetune import robot_chunks_of
     from vla_course.recipes.pi0 import base_recording
 
     base = load_pretrained(cfg.base, kind="Pi0", root=root).eval()
@@ -137,7 +138,12 @@ def recap_data(cfg: RecapRecipe, cache=None, root=None) -> dict:
         name = f"recap_{part}_{cfg.base}_s{seed}_n{n}"
         roots[part] = [policy_recording(name, base, seed, n, corr, cfg, cache)]
     parts = ("demos", "rollouts", "corrections")
-    everything = load_chunks([r for k in parts for r in roots[k]], progress=cfg.progress)
+    # every part labelled with its named cube's pixels, as pi0_base trained (its localization loss): without
+    # them the fine-tune silently drops that loss, and the first full run of `recap` fell to 32% (pi0_base 80%)
+    seeds = {"demos": [p[0] for p in cfg.demos] + [m[2] for m in cfg.mistake_demos],
+             "rollouts": [cfg.rollouts[0]], "corrections": [cfg.corrections[0]]}
+    everything = robot_chunks_of([(r, TASK, s0, {}) for k in parts for r, s0 in zip(roots[k], seeds[k], strict=True)],
+                                 cfg.progress)
     frames = [sum(dataset_size(r)[1] for r in roots[k]) for k in parts]
     bounds = np.cumsum([0, *frames])
     if bounds[-1] != len(everything):
@@ -309,7 +315,8 @@ def _train_policy(cfg: RecapRecipe, shared: dict, seed: int, out_dir: Path) -> d
                         "final_loss": log.final(), **made},
             "train_seconds": log.seconds, "eval_seconds": time.perf_counter() - t0, "words_added": added,
             "data_sizes": {k: _sizes(x) for k, x in shared["data"].items()},
-            "loss_every_step": log.loss[::10], "evaluation": {k: v for k, v in ev.items() if k != "videos"}}
+            "loss_every_step": log.loss[::10], "terms_every_step": {k: v[::10] for k, v in log.losses.items()},
+            "evaluation": {k: v for k, v in ev.items() if k != "videos"}}
 
 
 def _run(cfg: RecapRecipe, *, seed: int, out_dir: Path, cache=None) -> dict:
