@@ -89,3 +89,25 @@ def test_pi05_policy_refuses_what_it_cannot_run(args, message):
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr
+
+
+def test_eval_and_demo_run_the_shipped_recap_policy_with_and_without_guidance(tmp_path, capsys):
+    assert main(["eval", "--policy", "recap", "--episodes", "1", "--seed", "10000", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["episodes"] == 1 and 0.0 <= report["success_rate"] <= 1.0 and report["mean_steps"] >= 1
+    out = tmp_path / "recap.mp4"
+    code = main(["demo", "--policy", "recap", "--guidance", "2", "--out", str(out), "--video-size", "64",
+                 "--max-steps", "40"])
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("recap (checkpoint recap)") and out.stat().st_size > 1000 and code in (0, 1)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["eval", "--policy", "pi0", "--guidance", "1.5", "--episodes", "1"], "--guidance is classifier-free guidance of --policy recap"),
+    (["eval", "--policy", "recap", "--guidance", "0.5", "--episodes", "1"], "must be a number in 1..5"),
+])
+def test_guidance_is_for_recap_and_in_range(args, message):
+    proc = run_cli(*args)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], proc.stderr

@@ -6,6 +6,7 @@
     vla-course record --episodes 10 --seed 0 --root data/my_dataset   (--overwrite replaces, --resume continues)
     vla-course eval --policy expert --episodes 50 --seed 1000 [--json]
     vla-course eval --policy pi0 [--checkpoint pi0_finetune] --episodes 50 --seed 10000
+    vla-course eval --policy recap [--guidance 1.5] --episodes 50 --seed 10000 --json
     vla-course train pi0_base [--quick] [--root DIR] [--overwrite]
 
 Bad input (unknown task or policy, a bad number, unwritable root, missing checkpoint, robot not
@@ -80,12 +81,19 @@ def _policy_cameras(policy: str) -> tuple[str, ...]:
 
 def _policy_kwargs(args, policy: str) -> dict:
     """Options that only some policies take (``--checkpoint`` is for learned policies)."""
+    out = {}
+    guidance = getattr(args, "guidance", None)
+    if guidance is not None:
+        if policy != "recap":
+            raise CliError(f"--guidance is classifier-free guidance of --policy recap (beta, e.g. 1.5); "
+                           f"drop it for --policy {short(policy)}")
+        out["guidance"] = guidance
     checkpoint = getattr(args, "checkpoint", None)
     if checkpoint is None:
-        return {}
+        return out
     if policy == "expert":
         raise CliError("--checkpoint is for learned policies (e.g. --policy pi0); the expert has no weights")
-    return {"checkpoint": checkpoint}
+    return {**out, "checkpoint": checkpoint}
 
 
 def _task(task: str | None, instruction: str | None) -> tuple[str, dict]:
@@ -443,6 +451,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=seed, help=f"layout seed, >= 0 (default {first_seed}; episode i uses seed + i)")
         p.add_argument("--checkpoint", default=None,
                        help="checkpoint name in data/checkpoints for a learned policy (pi0: default pi0_base)")
+        p.add_argument("--guidance", type=_number(float, 1, 5, 1.5), default=None,
+                       help="--policy recap: classifier-free guidance, beta in 1..5 (pi*0.6: 1 = plain "
+                            "'advantage: positive', 1.5..2.5 optional; higher moves more aggressively)")
 
     demo = sub.add_parser("demo", help="run one episode headless, write a video, print the result")
     common(demo, DEMO_POLICY, DEMO_SEED)
