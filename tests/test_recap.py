@@ -248,6 +248,10 @@ def test_quick_recap_recipes_value_then_policy_and_a_baseline(tmp_path):
         assert sum(m["failure_modes"].values()) == m["episodes"] - m["successes"]
         if name == "recap":
             assert 0 < m["advantage"]["positive_fraction"] <= 1 and m["advantage"]["n_step"] == 30
+            # pi*0.6: the SFT data (the clean demonstration) and the corrections' expert frames always positive
+            clean = json.loads((cache / "datasets" / "pick_place_expert_s0_n1" / "meta" / "info.json").read_text())
+            a = m["advantage"]
+            assert a["sft_positive"] and a["forced_positive_frames"] == a["correction_frames"] + clean["total_frames"]
         # pi0_base trained with its localization loss (the named cube's pixels): the fine-tunes keep it
         terms = json.loads((out / "metadata.json").read_text())["terms_every_step"]
         assert {t.rsplit(".", 1)[-1] for t in terms} >= {"flow", "localization"}

@@ -75,6 +75,7 @@ class RecapRecipe:
     n_step: int = 30  # A_t's horizon: one second of control
     positive_fraction: float = 0.3
     dropout: float = 0.3
+    sft_positive: bool = True  # the clean demonstrations (pi0_base's SFT data) always positive, as pi*0.6 does
     guidance: float | None = None  # evaluate recap with classifier-free guidance of this beta
     eval_seed: int = 10_000
     eval_episodes: int = 50
@@ -225,16 +226,22 @@ def policy_sources(cfg: RecapRecipe, shared: dict, out_dir: Path) -> tuple[list,
         sizes = {k: len(v) for k, v in keep.items()}
         return [Source(k, Subset(everything, v), max(1, round(cfg.batch_size * len(v) / sum(sizes.values()))))
                 for k, v in keep.items() if len(v)], {"filtered_frames": sizes}
-    # recap: advantages from the value function. Demonstrations (the mistakes too) and rollouts get their
-    # label from A_t; only the corrections' expert frames are positive by rule (pi*0.6).
+    # recap: advantages from the value function. The expert's mistakes and the rollouts get their label from
+    # A_t; the corrections' expert frames, and with sft_positive the clean demonstrations (the SFT data), are
+    # positive by rule (pi*0.6: "corrections and the SFT stage are always positive").
+    forced = is_correction.clone()
+    clean = sum(dataset_size(r)[1] for r in shared["roots"]["demos"][:len(cfg.demos)])
+    if cfg.sft_positive:
+        forced[bounds[0]:bounds[0] + clean] = True
     value = load_pretrained("value_so100", kind="ValueFunction", root=out_dir.parent).eval()
-    pos, thr = recap_labels(lab, torch.as_tensor(predict_values(value, everything)), is_correction, cfg)
+    pos, thr = recap_labels(lab, torch.as_tensor(predict_values(value, everything)), forced, cfg)
     src = Source("recap", WithColumns(everything, advantage_positive=pos), cfg.batch_size,
                  transform=condition_on_advantage(cfg.dropout))
     share = {k: float(pos[bounds[i]:bounds[i + 1]].float().mean()) for i, k in enumerate(("demos", "rollouts",
                                                                                            "corrections"))}
     return [src], {"advantage": {"n_step": cfg.n_step, "threshold": thr, "positive_fraction": float(pos.float().mean()),
-                                 "positive_by_part": share, "forced_positive_frames": int(is_correction.sum()),
+                                 "positive_by_part": share, "forced_positive_frames": int(forced.sum()),
+                                 "correction_frames": int(is_correction.sum()), "sft_positive": cfg.sft_positive,
                                  "dropout": cfg.dropout}}
 
 
@@ -250,8 +257,8 @@ def filtered_rows(episode_success, bounds, is_correction) -> dict:
 
 def recap_labels(labels: dict, values, is_correction, cfg: RecapRecipe) -> tuple:
     """``(positive (N,) bool, threshold)``: N-step advantages A_t from the values V(o_t) of every frame, the top
-    ``positive_fraction`` of the frames that are *not* corrections positive, and every correction frame
-    positive by rule (pi*0.6)."""
+    ``positive_fraction`` of the frames that are *not* forced positive, and every forced frame (``is_correction``:
+    the corrections' expert frames, and the SFT demonstrations when the recipe says so) positive by rule."""
     from vla_course.recap.advantage import (advantage_labels, advantage_threshold, n_step_advantages,
                                             normalised_rewards)
 
