@@ -32,7 +32,9 @@ import numpy as np
 import torch
 
 from vla_course.checkpoints import RESULTS_DIR, load_pretrained, read_metadata
-from vla_course.recap.value import SECOND, falls_after, spearman, value_curve
+from vla_course.recap import spearman
+from vla_course.training.value_curves import SECOND, falls_after, value_curve
+
 
 def main() -> None:
     from vla_course.models import Pi0Policy

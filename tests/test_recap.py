@@ -294,7 +294,7 @@ def test_filtered_bc_keeps_successful_demonstrations_and_rollouts_and_the_correc
 
 def test_value_curve_scores_every_frame_of_a_live_episode_and_finds_the_drop(tmp_path):
     from vla_course.policies import ExpertPolicy
-    from vla_course.recap import value_curve
+    from vla_course.training.value_curves import value_curve
 
     model, _ = _value()
     model.save_pretrained(tmp_path / "value_so100")
@@ -314,7 +314,8 @@ def test_value_curve_scores_every_frame_of_a_live_episode_and_finds_the_drop(tmp
 
 
 def test_falls_after_and_spearman():
-    from vla_course.recap import falls_after, spearman
+    from vla_course.recap import spearman
+    from vla_course.training.value_curves import falls_after
 
     v = np.array([-0.5, -0.4, -0.3, -0.6, -0.55, -0.2])
     assert falls_after(v, 2, window=2) == (True, pytest.approx(-0.25))
