@@ -115,3 +115,28 @@ def test_frozen_parameters_stay_frozen():
     train(model, Source("robot", robot, 4), TrainConfig(steps=2, warmup=1), progress=False)
     assert all(torch.equal(before[k], v) for k, v in model.vlm.state_dict().items())
     assert not torch.equal(after_expert, model.action_expert.layers[0].qkv.weight)
+
+
+def test_evaluation_gives_every_layout_its_own_noise_seed_only_when_asked():
+    import numpy as np
+
+    from vla_course.training.evaluate import evaluate_policy
+
+    class StillPolicy:  # records the noise seed it was reset with; never moves
+        cameras = ()
+
+        def __init__(self):
+            self.seed, self.seen = 7, []
+
+        def reset(self):
+            self.seen.append(self.seed)
+
+        def act(self, frame):
+            return np.asarray(frame["observation.state"], dtype=np.float32)
+
+    pol = StillPolicy()
+    ev = evaluate_policy(pol, 100, 2, progress=False, noise_offset=5)
+    assert pol.seen == [105, 106] and [r["policy_seed"] for r in ev["episodes_detail"]] == [105, 106]
+    pol = StillPolicy()
+    ev = evaluate_policy(pol, 100, 2, progress=False)
+    assert pol.seen == [7, 7] and "policy_seed" not in ev["episodes_detail"][0]

@@ -313,12 +313,13 @@ def _train_policy(cfg: RecapRecipe, shared: dict, seed: int, out_dir: Path) -> d
         from vla_course.training.evaluate import evaluate_policy
 
         pol = Pi0Policy(model, seed=0, condition=POSITIVE, guidance=cfg.guidance)
-        ev = evaluate_policy(pol, cfg.eval_seed, cfg.eval_episodes, progress=cfg.progress)
+        ev = evaluate_policy(pol, cfg.eval_seed, cfg.eval_episodes, progress=cfg.progress, noise_offset=0)
     else:
-        ev = evaluate_pi0(model, cfg.eval_seed, cfg.eval_episodes, progress=cfg.progress)
+        ev = evaluate_pi0(model, cfg.eval_seed, cfg.eval_episodes, progress=cfg.progress, noise_offset=0)
     model.save_pretrained(out_dir)
     return {"metrics": {**outcome(ev), "variant": cfg.variant, "what": VARIANTS[cfg.variant],
                         "eval_seeds": f"{cfg.eval_seed}..{cfg.eval_seed + cfg.eval_episodes - 1}",
+                        "eval_noise": "policy seed = layout seed (evaluate_policy noise_offset=0)",
                         "final_loss": log.final(), **made},
             "train_seconds": log.seconds, "eval_seconds": time.perf_counter() - t0, "words_added": added,
             "data_sizes": {k: _sizes(x) for k, x in shared["data"].items()},
