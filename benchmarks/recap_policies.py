@@ -41,8 +41,9 @@ def main() -> None:
     results = {}
     for name in args.models:
         model = load_pretrained(name, kind="Pi0", root=args.root).eval()
-        policy = Pi0Policy(model, condition=POSITIVE if name.startswith("recap") and name != "recap_bc_all"
-                           and "advantage" in model.vlm.tokenizer else None)
+        # only the RECAP recipe adds the advantage words to the vocabulary; the CLI's RecapCheckpointPolicy wraps its
+        # Pi0Policy, so the per-layout seed evaluate_policy sets would not reach the noise: use Pi0Policy itself
+        policy = Pi0Policy(model, condition=POSITIVE if "advantage" in model.vlm.tokenizer else None)
         t0 = time.perf_counter()
         ev = evaluate_policy(policy, args.seed, args.episodes, noise_offset=0)
         results[name] = {**outcome(ev), "condition": policy.condition, "seconds": time.perf_counter() - t0,

@@ -339,6 +339,8 @@ def test_animation_outputs_play_offline():
     im = Image.open(io.BytesIO(gif))
     assert im.n_frames == 4 and im.size == (960, 350)   # dpi 100
     assert va.gif_html(gif).startswith('<img src="data:image/gif;base64,')
+    import base64
+    assert base64.b64decode(va.gif_output(gif)["image/gif"]) == gif and va.gif_output(gif)["text/html"] == va.gif_html(gif)
     strip = Image.open(io.BytesIO(va.gif_strip(gif, n=3)))   # the still beside the animation: first, middle, last
     w, h = im.size
     assert strip.format == "PNG" and strip.size == (3 * w, h)

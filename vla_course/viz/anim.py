@@ -120,9 +120,15 @@ def to_gif(anim: animation.Animation, fps: float | None = None, dpi: float | Non
 
 
 def gif_html(gif: bytes, alt: str = "animation", width: int | None = None) -> str:
-    """An ``<img>`` holding the GIF as a data URI: renders on GitHub, in Jupyter and in HTML exports."""
+    """An ``<img>`` holding the GIF as a data URI: renders in Jupyter and in HTML exports (GitHub drops it)."""
     size = f' width="{width}"' if width else ""
     return f'<img src="data:image/gif;base64,{base64.b64encode(gif).decode()}" alt="{alt}"{size}>'
+
+
+def gif_output(gif: bytes, alt: str = "animation", width: int | None = None) -> dict:
+    """One output holding the GIF twice, ``display(gif_output(gif), raw=True)``: as ``image/gif``, which GitHub's
+    notebook view renders, and as :func:`gif_html`, which Jupyter and HTML exports render; each reader picks one."""
+    return {"image/gif": base64.b64encode(gif).decode(), "text/html": gif_html(gif, alt, width)}
 
 
 def keep_gif(gif: bytes, path) -> bool:
