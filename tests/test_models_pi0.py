@@ -162,6 +162,36 @@ def test_subtask_layout_the_actions_act_on_the_subtask():
     assert out["text"] > 0 and torch.isfinite(out["text"])
 
 
+def test_subtask_as_prompt_thinks_in_one_sequence_and_acts_in_another():
+    """pi0.5 in two sequences (models/subtask.py): the text loss is the VLM answering the prompt with the
+    subtask; the actions are pi0's on the frame whose instruction *is* the subtask."""
+    from vla_course.models.subtask import high_level_batch, low_level_batch
+
+    model, batch = _ready(layout="subtask", subtask_as_prompt=True)
+    noise, t = torch.randn(3, 4, NUM_JOINTS), torch.rand(3)
+    a = _answers(model, batch)
+    out = model.compute_loss(a, noise=noise, time=t)
+    assert set(out) == {"loss", "flow", "text"}
+    high, low = high_level_batch(a), low_level_batch(a)
+    assert high["prompt"] == batch["task"] and "action" not in high and low["task"] == list(a["answer"])
+    torch.testing.assert_close(out["text"], model.vlm.compute_loss(high))
+    torch.testing.assert_close(out["flow"], model.compute_loss(low, noise=noise, time=t)["flow"])
+    torch.testing.assert_close(out["loss"], out["flow"] + model.config.text_weight * out["text"])
+    # acting on the words = acting with the words as the instruction; the high-level prompt is not seen
+    acted = model.sample_actions(a, noise=noise)
+    torch.testing.assert_close(acted, model.sample_actions(low, noise=noise))
+    torch.testing.assert_close(acted, model.sample_actions(dict(a, task=["x"] * 3), noise=noise))
+    assert not torch.allclose(acted, model.sample_actions(_answers(model, batch, ("left", "red", "three")),
+                                                          noise=noise))
+    # the recorded label works as the subtask too (a training batch carries "subtask")
+    labelled = dict(batch, subtask=list(a["answer"]))
+    torch.testing.assert_close(model.compute_loss(labelled, noise=noise, time=t)["loss"], out["loss"])
+    with pytest.raises(ValueError, match="subtask_as_prompt"):
+        Pi0Config(subtask_as_prompt=True)  # the pi0 layout has no subtask to read
+    with pytest.raises(ValueError, match="subtask_words"):
+        Pi0Config(subtask_words="sentences")
+
+
 def test_a_batch_without_actions_trains_only_the_backbones_text_loss():
     model, _ = _ready()
     vqa = random_vqa_batch(4)

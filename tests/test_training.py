@@ -140,3 +140,15 @@ def test_evaluation_gives_every_layout_its_own_noise_seed_only_when_asked():
     pol = StillPolicy()
     ev = evaluate_policy(pol, 100, 2, progress=False)
     assert pol.seen == [7, 7] and "policy_seed" not in ev["episodes_detail"][0]
+
+
+def test_checkpoint_policies_pass_the_evaluation_seed_to_the_noise():
+    """The CLI's checkpoint wrappers forward ``seed``: evaluate_policy(noise_offset=) reaches the policy inside."""
+    from vla_course.policies import Pi0CheckpointPolicy
+
+    pol = Pi0CheckpointPolicy(checkpoint="pi0_base", seed=0)
+    pol.seed = 123
+    assert pol.policy.seed == 123 and pol.seed == 123
+    pol.reset()
+    first = torch.randn(3, generator=pol.policy.generator)
+    torch.testing.assert_close(first, torch.randn(3, generator=torch.Generator().manual_seed(123)))

@@ -221,6 +221,18 @@ class Pi0CheckpointPolicy:
     def thoughts(self) -> list[tuple[int, str]]:
         return self.policy.thoughts
 
+    @property
+    def subtask_words(self) -> str:
+        return self.policy.subtask_words
+
+    @property
+    def seed(self) -> int | None:  # evaluate_policy(noise_offset=) sets it per episode: it reaches the noise
+        return self.policy.seed
+
+    @seed.setter
+    def seed(self, value: int | None) -> None:
+        self.policy.seed = value
+
 
 class Pi05CheckpointPolicy(Pi0CheckpointPolicy):
     """pi0.5 in miniature (``vla-course train pi05``): before every chunk the backbone writes the next subtask in

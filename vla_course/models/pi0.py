@@ -62,6 +62,7 @@ from .normalize import Normalizer, discretize
 from .relative import to_absolute, to_relative
 from .sampler import CachedSampler
 from .serialization import config_from_dict, load_weights, read_config, save_checkpoint
+from .subtask import high_level_batch, low_level_batch
 from .transformer import Expert, ExpertConfig, joint_forward, positions_from_pad
 from .vlm import (TinyVLM, answer_cross_entropy, shifted_answer_hidden, tokenizer_from_config,
                   vlm_config_from_dict)
@@ -90,6 +91,10 @@ class Pi0Config:
     max_period: float = 4.0
     normalization: str = "mean_std"  # or "quantile" or "identity"
     layout: str = "pi0"  # "pi0", "knowledge_insulation" or "subtask" (masks.LAYOUTS)
+    # pi0.5 ("subtask" layout) only: the action expert reads the subtask as its instruction, in a second
+    # sequence [images, subtask | state | actions], instead of after the prompt in one (models/subtask.py)
+    subtask_as_prompt: bool = False
+    subtask_words: str = "phase"  # what the subtask labels say (sim.expert.SUBTASK_WORDS): "phase" | "instruction"
     knowledge_insulation: bool = False  # stop-gradient: the flow loss never reaches the backbone
     discrete_state_bins: int = 0  # > 0: the state also goes into the prefix as words, this many bins per joint
     max_fast_tokens: int = 0  # > 0: FAST targets cut to this many tokens (frequency-major: the cut drops the
@@ -103,6 +108,11 @@ class Pi0Config:
     def __post_init__(self):
         if self.layout not in LAYOUTS:
             raise ValueError(f"unknown layout {self.layout!r}; use one of {sorted(LAYOUTS)}")
+        if self.subtask_as_prompt and (self.layout != "subtask" or self.discrete_state_bins):
+            raise ValueError(f"subtask_as_prompt is pi0.5's (layout 'subtask', no state words); this config has "
+                             f"layout {self.layout!r}, discrete_state_bins={self.discrete_state_bins}")
+        if self.subtask_words not in ("phase", "instruction"):
+            raise ValueError(f"unknown subtask_words {self.subtask_words!r}; use 'phase' or 'instruction'")
         if not 1 <= self.n_action_steps <= self.chunk_size:
             raise ValueError(f"n_action_steps must be in 1..{self.chunk_size}, got {self.n_action_steps}")
         if self.delta_mask is not None:
@@ -292,6 +302,11 @@ class Pi0(nn.Module):
         if ACTION_KEY not in batch:
             text = self.vlm.compute_loss(batch, reduction)
             return {"loss": cfg.text_weight * text, "text": text}
+        if cfg.subtask_as_prompt and ("answer" in batch or "subtask" in batch):
+            # pi0.5 in two sequences (models/subtask.py): the text loss of the high level + the low level's losses
+            text = self.vlm.compute_loss(high_level_batch(batch), reduction)
+            low = self.compute_loss(low_level_batch(batch), noise, time, reduction)
+            return {**low, "loss": low["loss"] + cfg.text_weight * text, "text": text}
         actions = torch.as_tensor(batch[ACTION_KEY], dtype=torch.float32)
         if actions.ndim != 3 or actions.shape[1:] != (cfg.chunk_size, cfg.action_dim):
             raise ValueError(f"batch['action'] must be (B, {cfg.chunk_size}, {cfg.action_dim}), "
@@ -371,6 +386,8 @@ class Pi0(nn.Module):
         """
         cfg = self.config
         num_steps = num_steps or cfg.num_inference_steps
+        if cfg.subtask_as_prompt and "answer" in batch:
+            batch = low_level_batch(batch)  # pi0.5's low level: the subtask is the instruction
         raw_state = torch.as_tensor(batch[STATE_KEY], dtype=torch.float32)
         state = self.state_normalizer.normalize(raw_state)
         bsz = state.shape[0]

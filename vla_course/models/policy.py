@@ -70,6 +70,11 @@ class Pi0Policy:
         self.subtask: str | None = None  # pi0.5: the latest decoded subtask
         self.thoughts: list[tuple[int, str]] = []  # (control step, subtask text) at every decode
 
+    @property
+    def subtask_words(self) -> str:
+        """What the model's subtasks say ("phase" or "instruction" words; the evaluator's oracle speaks them)."""
+        return self.model.config.subtask_words
+
     def think(self, batch: dict) -> str:
         """pi0.5's high level: decode the next subtask and remember it."""
         self.subtask = self.model.decode_subtask(batch)[0]
@@ -112,3 +117,19 @@ class Pi0Policy:
             self.queue.extend(chunk[0, : self.n_action_steps].numpy().astype(np.float32))
         self.steps += 1
         return self.queue.popleft()
+
+
+class OracleHighLevel(Pi0Policy):
+    """A pi0.5 policy whose high level is the scene itself: before every chunk the subtask is the one the
+    privileged sim state calls for (``oracle_subtask``), in the model's words; the low level acts on it.
+    ``evaluate_policy`` hands it the scene (``bind_env``); pi0.5's ablation has a human high level here."""
+
+    def bind_env(self, env) -> None:
+        self.env = env
+
+    def think(self, batch: dict) -> str:
+        from vla_course.sim.expert import oracle_subtask
+
+        self.subtask = oracle_subtask(self.env.scene_state(), self.subtask_words)
+        self.thoughts.append((self.steps, self.subtask))
+        return self.subtask

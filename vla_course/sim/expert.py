@@ -46,7 +46,10 @@ and stable near singular poses (arm stretched out, wrist aligned with forearm).
 
 from __future__ import annotations
 
+import re
+
 import mujoco
+
 import numpy as np
 
 from vla_course.sim import scene, units
@@ -74,6 +77,10 @@ MAX_ATTEMPTS = 5
 PICK_SUBTASK, PLACE_SUBTASK, DONE_SUBTASK = "pick up the {} cube", "put it in the bin", "done"
 PLACE_PHASES = ("transport", "lower", "release")
 HOLD_SUBTASK, HOLD_PHASES = "hold it up", ("raise", "hold")  # hold_up's ending
+# The same segments in the words of a single-step instruction, which pi0_base already follows (pi0.5 in
+# miniature, ``Pi0Config.subtask_words="instruction"``): reach to release of one cube is one subtask.
+INSTRUCTION_SUBTASK = "put the {} cube in the bin"
+SUBTASK_WORDS = ("phase", "instruction")
 NEAR_BIN = 0.11  # a cube closer than this to the bin centre is grasped parallel to the wall
 
 
@@ -83,16 +90,26 @@ NEAR_BIN = 0.11  # a cube closer than this to the bin centre is grasped parallel
 LIFTED_Z = 0.067
 
 
-def oracle_subtask(state: dict) -> str:
+def oracle_subtask(state: dict, words: str = "phase") -> str:
     """The subtask a scene calls for now, in the expert's words, from the privileged state alone: "pick up the
     <c> cube" for the cube the task names now until it is lifted (held, its centre at carry height: the
     expert's lift ends there), "put it in the bin" from then on, while it is lowered and while it falls into
     the bin (for hold_up: "hold it up"), "done" when nothing is left. What a pi0.5 high level is scored
     against at each of its decisions (the expert's own labels also know its phase; this needs only the scene).
-    A state without cube positions judges by the gripper alone (held: "put it in the bin")."""
+    A state without cube positions judges by the gripper alone (held: "put it in the bin").
+
+    ``words="instruction"``: the subtask as the instruction of one cube, "put the <c> cube in the bin" for
+    the cube the task names now, from reach to release, then "done" (see :func:`instruction_subtasks`)."""
+    if words not in SUBTASK_WORDS:
+        raise ValueError(f"unknown subtask words {words!r}; use one of {SUBTASK_WORDS}")
     target = state["target"]
     if target is None:
         return DONE_SUBTASK
+    if words == "instruction":
+        if state["instruction"].startswith("hold "):
+            raise ValueError("hold_up has no instruction-words subtask (it ends holding, not in the bin); "
+                             "use words='phase'")
+        return INSTRUCTION_SUBTASK.format(target)
     place = HOLD_SUBTASK if state["instruction"].startswith("hold ") else PLACE_SUBTASK
     cube = state.get("cubes", {}).get(target)
     if cube is None:
@@ -105,6 +122,33 @@ def oracle_subtask(state: dict) -> str:
     if state["held"] is None and over_bin and z > bz + scene.CUBE_HALF + 0.005:
         return place  # let go of above the bin: falling in
     return PICK_SUBTASK.format(target)
+
+
+def instruction_subtasks(labels: list[str], episode_index) -> list[str]:
+    """The expert's recorded phase labels ("pick up the red cube", "put it in the bin", "done") in instruction
+    words: "put the red cube in the bin" for the whole reach-to-release of the red cube, "done" unchanged.
+    "put it in the bin" takes the colour of the episode's latest "pick up" label. ``episode_index`` (one per
+    label, frames of an episode in order) keeps a colour from crossing into the next episode."""
+    pick = re.compile("^" + re.escape(PICK_SUBTASK).replace(re.escape("{}"), "(\\w+)") + "$")
+    out, colour, episode = [], None, None
+    for label, ep in zip(labels, (int(e) for e in episode_index), strict=True):
+        if ep != episode:
+            colour, episode = None, ep
+        m = pick.match(label)
+        if m:
+            colour = m.group(1)
+            out.append(INSTRUCTION_SUBTASK.format(colour))
+        elif label == PLACE_SUBTASK:
+            if colour is None:
+                raise ValueError(f"episode {ep}: {PLACE_SUBTASK!r} before any {PICK_SUBTASK.format('<c>')!r} "
+                                 f"label, so no cube to name")
+            out.append(INSTRUCTION_SUBTASK.format(colour))
+        elif label == DONE_SUBTASK:
+            out.append(DONE_SUBTASK)
+        else:
+            raise ValueError(f"episode {ep}: the label {label!r} has no instruction words (hold_up's "
+                             f"{HOLD_SUBTASK!r} ends holding); keep words='phase' for it")
+    return out
 
 
 def top_down_rotation(closing_angle: float) -> np.ndarray:

@@ -45,16 +45,19 @@ def evaluate_policy(policy, seed: int, episodes: int, task: str = "pick_place", 
             if noise_offset is not None:
                 policy.seed = seed + i + noise_offset  # Pi0Policy.reset (in run_episode) restarts from it
             env = robot.env
+            if hasattr(policy, "bind_env"):  # a privileged policy (an oracle high level) reads the scene itself
+                policy.bind_env(env)
             held: list[str] = []
             thinks = bool(getattr(policy, "hierarchical", False))
-            oracle = [oracle_subtask(env.scene_state())] if thinks else []  # oracle[k]: before step k's action
+            words = getattr(policy, "subtask_words", "phase")
+            oracle = [oracle_subtask(env.scene_state(), words)] if thinks else []  # oracle[k]: before step k's action
 
-            def on_step(frame, action, env=env, held=held, oracle=oracle):
+            def on_step(frame, action, env=env, held=held, oracle=oracle, words=words):
                 cube = env.held_cube()
                 if cube is not None and cube not in held:
                     held.append(cube)
                 if thinks:
-                    oracle.append(oracle_subtask(env.scene_state()))
+                    oracle.append(oracle_subtask(env.scene_state(), words))
 
             r = run_episode(robot, policy, on_step=on_step, render=(lambda: render(env)) if render else None)
             state = env.scene_state()
