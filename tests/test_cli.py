@@ -102,3 +102,18 @@ def test_eval_and_demo_run_the_shipped_recap_policy_with_and_without_guidance(tm
                  "--max-steps", "40"])
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert line.startswith("recap (checkpoint recap)") and out.stat().st_size > 1000 and code in (0, 1)
+
+
+def test_eval_and_demo_run_the_shipped_pi05_and_its_flat_baseline(tmp_path, capsys):
+    assert main(["eval", "--policy", "pi05", "--task", "refer", "--episodes", "1", "--seed", "10000", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["task"] == "refer" and 0.0 <= report["success_rate"] <= 1.0 and 0 <= report["subtasks_completed"] <= 1
+    assert main(["eval", "--policy", "pi0", "--checkpoint", "pi05_flat", "--task", "refer", "--episodes", "1",
+                 "--seed", "10000", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["episodes"] == 1
+    out = tmp_path / "pi05.mp4"
+    code = main(["demo", "--policy", "pi05", "--instruction", "clear the table", "--out", str(out), "--video-size", "64",
+                 "--max-steps", "40"])
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("pi05 (checkpoint pi05)") and '"clear the table"' in line, line
+    assert out.stat().st_size > 1000 and code in (0, 1)
