@@ -28,6 +28,7 @@ import torch
 
 from vla_course.checkpoints import RESULTS_DIR, load_pretrained
 from vla_course.models.policy import OracleHighLevel, Pi0Policy
+from vla_course.recipes.pi05 import decode_counts
 
 VARIANTS = {"every_step": {"think_every": 1}, "every_16": {"think_every": 16}, "oracle": {}}
 
@@ -59,7 +60,7 @@ def main() -> None:
                 "subtasks_completed": ev["subtasks_completed"], "subtask_accuracy": ev.get("subtask_accuracy"),
                 "mean_steps": float(np.mean([r["steps"] for r in rows])),
                 "decodes_per_episode": float(np.mean([len(r["thoughts"]) for r in rows])),
-                "seconds": time.perf_counter() - t0, "episodes_detail": rows}
+                "seconds": time.perf_counter() - t0, "episodes_detail": [decode_counts(r) for r in rows]}
             r = results[variant][task]
             print(f"{variant:10s} {task:12s} success {r['success_rate']:.0%}  subtasks {r['subtasks_completed']:.2f}  "
                   f"decodes/episode {r['decodes_per_episode']:.0f}  {r['seconds']:.0f} s", flush=True)

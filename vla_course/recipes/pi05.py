@@ -111,6 +111,17 @@ def low_level_rows(batch: dict, generator=None) -> dict:
     return low_level_batch(batch)
 
 
+def decode_counts(row: dict) -> dict:
+    """An evaluation row with its thoughts summarised (the whole list of every decode is megabytes): how many
+    decodes, and how many said what the scene called for."""
+    row = dict(row)
+    if "thoughts" in row:
+        thoughts = row.pop("thoughts")
+        row["decodes"] = len(thoughts)
+        row["decodes_as_the_scene_called_for"] = sum(said == want for _, said, want in thoughts)
+    return row
+
+
 def instruction_words() -> list[str]:
     """Every instruction and subtask text the recipe's tasks can say (to grow the vocabulary once)."""
     from vla_course.constants import COLORS
@@ -201,7 +212,9 @@ def _run(cfg: Pi05Recipe, *, seed: int, out_dir: Path, cache=None) -> dict:
                      "loss_every_step": log.loss[::10],
                      "terms_every_step": {k: v[::10] for k, v in log.losses.items()}},
         "n_action_steps": model.config.n_action_steps,
-        "evaluation": {task: {k: v for k, v in ev.items() if k != "videos"} for task, ev in evaluation.items()},
+        "evaluation": {task: {**{k: v for k, v in ev.items() if k not in ("videos", "episodes_detail")},
+                              "episodes_detail": [decode_counts(r) for r in ev["episodes_detail"]]}
+                       for task, ev in evaluation.items()},
     }
 
 
