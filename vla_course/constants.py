@@ -36,3 +36,7 @@ COLORS = {
     "yellow": (0.95, 0.85, 0.10, 1.0),
     "purple": (0.60, 0.20, 0.75, 1.0),
 }
+
+# The words a pi0.5 subtask is written in: the expert's phases ("pick up the red cube" / "put it in the bin") or a
+# one-cube instruction ("put the red cube in the bin"); sim.expert maps one to the other, Pi0Config records which.
+SUBTASK_WORDS = ("phase", "instruction")

@@ -54,7 +54,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..constants import ACTION_KEY, NUM_JOINTS, STATE_KEY
+from ..constants import ACTION_KEY, NUM_JOINTS, STATE_KEY, SUBTASK_WORDS
 from ..heads.flow import euler_integrate, interpolate, sample_time, velocity_target
 from ..heads.nets import sincos_time_embedding
 from .masks import LAYOUTS, vla_layout
@@ -94,7 +94,7 @@ class Pi0Config:
     # pi0.5 ("subtask" layout) only: the action expert reads the subtask as its instruction, in a second
     # sequence [images, subtask | state | actions], instead of after the prompt in one (models/subtask.py)
     subtask_as_prompt: bool = False
-    subtask_words: str = "phase"  # what the subtask labels say (sim.expert.SUBTASK_WORDS): "phase" | "instruction"
+    subtask_words: str = "phase"  # what the subtask labels say: one of constants.SUBTASK_WORDS
     knowledge_insulation: bool = False  # stop-gradient: the flow loss never reaches the backbone
     discrete_state_bins: int = 0  # > 0: the state also goes into the prefix as words, this many bins per joint
     max_fast_tokens: int = 0  # > 0: FAST targets cut to this many tokens (frequency-major: the cut drops the
@@ -111,8 +111,8 @@ class Pi0Config:
         if self.subtask_as_prompt and (self.layout != "subtask" or self.discrete_state_bins):
             raise ValueError(f"subtask_as_prompt is pi0.5's (layout 'subtask', no state words); this config has "
                              f"layout {self.layout!r}, discrete_state_bins={self.discrete_state_bins}")
-        if self.subtask_words not in ("phase", "instruction"):
-            raise ValueError(f"unknown subtask_words {self.subtask_words!r}; use 'phase' or 'instruction'")
+        if self.subtask_words not in SUBTASK_WORDS:
+            raise ValueError(f"unknown subtask_words {self.subtask_words!r}; use one of {SUBTASK_WORDS}")
         if not 1 <= self.n_action_steps <= self.chunk_size:
             raise ValueError(f"n_action_steps must be in 1..{self.chunk_size}, got {self.n_action_steps}")
         if self.delta_mask is not None:

@@ -52,6 +52,7 @@ import mujoco
 
 import numpy as np
 
+from vla_course.constants import SUBTASK_WORDS
 from vla_course.sim import scene, units
 from vla_course.sim.tasks import HoldUp
 
@@ -80,7 +81,6 @@ HOLD_SUBTASK, HOLD_PHASES = "hold it up", ("raise", "hold")  # hold_up's ending
 # The same segments in the words of a single-step instruction, which pi0_base already follows (pi0.5 in
 # miniature, ``Pi0Config.subtask_words="instruction"``): reach to release of one cube is one subtask.
 INSTRUCTION_SUBTASK = "put the {} cube in the bin"
-SUBTASK_WORDS = ("phase", "instruction")
 NEAR_BIN = 0.11  # a cube closer than this to the bin centre is grasped parallel to the wall
 
 
