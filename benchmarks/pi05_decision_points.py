@@ -1,0 +1,112 @@
+"""Where pi0.5's high level goes wrong: at the moments it has to decide (notebook 07).
+
+``pi05``'s high level scores well on the expert's own frames yet poorly in its own rollouts. This measures why,
+on the scripted expert's recordings of the held-out layouts (``--episodes`` per multi-step task, seeds 10000..):
+the high level decodes the subtask of every ``--stride``-th frame, scored against the expert's label, split by
+where the frame sits in its subtask segment:
+
+* ``decision``: the first ``--window`` frames of a segment (the episode's first frame, or just after a cube was
+  let go). The arm is at rest or leaving the bin: nothing in the picture but the cubes says which one is next;
+* ``underway``: the rest of the segment. The arm is already reaching for, holding or carrying the cube, so the
+  arm itself gives the answer away.
+
+A high level that reads the arm's heading instead of the table (a shortcut: "causal confusion" in imitation
+learning, de Haan et al. 2019) is right underway and near chance at the decisions. In a rollout that is where
+it matters: a wrong first decision sends the arm to a wrong cube, and from then on the arm "confirms" it.
+
+    python benchmarks/pi05_decision_points.py [--checkpoint pi05] [--episodes 20]
+
+Writes ``data/results/pi05_decision_points.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vla_course.checkpoints import RESULTS_DIR, load_pretrained
+from vla_course.sim.expert import DONE_SUBTASK, instruction_subtasks
+
+TASKS = ("clear_table", "two_in_order", "refer")
+
+
+def segment_positions(labels: list[str], episode_index) -> np.ndarray:
+    """For each frame, how many frames into its subtask segment it is (0 at an episode's first frame and at each
+    change of label).
+
+    >>> segment_positions(["a", "a", "b", "b", "b", "b"], [0, 0, 0, 0, 1, 1]).tolist()
+    [0, 1, 0, 1, 0, 1]
+    """
+    out = np.zeros(len(labels), dtype=int)
+    for i in range(1, len(labels)):
+        same = labels[i] == labels[i - 1] and int(episode_index[i]) == int(episode_index[i - 1])
+        out[i] = out[i - 1] + 1 if same else 0
+    return out
+
+
+def cubes_left(labels: list[str], episode_index, n_cubes: dict[int, int]) -> np.ndarray:
+    """For each frame, how many cubes the episode still has to move (its segments so far counted off)."""
+    out, done, prev = np.zeros(len(labels), dtype=int), 0, None
+    for i, (lab, ep) in enumerate(zip(labels, episode_index)):
+        ep = int(ep)
+        if i == 0 or ep != int(episode_index[i - 1]):
+            done, prev = 0, lab
+        elif lab != prev:
+            done, prev = done + 1, lab
+        out[i] = max(1, n_cubes[ep] - done)
+    return out
+
+
+def main() -> None:
+    from vla_course.recipes.finetune import recording, robot_chunks_of
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--checkpoint", default="pi05")
+    ap.add_argument("--episodes", type=int, default=20)
+    ap.add_argument("--seed", type=int, default=10_000)
+    ap.add_argument("--stride", type=int, default=3)
+    ap.add_argument("--window", type=int, default=8)
+    ap.add_argument("--out", default=str(RESULTS_DIR / "pi05_decision_points.json"))
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    model = load_pretrained(args.checkpoint, kind="Pi0").eval()
+    t0 = time.perf_counter()
+    results = {}
+    for task in TASKS:
+        root = recording(task, args.seed, args.episodes, progress=False)
+        d = robot_chunks_of([(root, task, args.seed, {})], False)
+        labels = instruction_subtasks(d.subtasks, d.episode_index.tolist())
+        ep = d.episode_index.numpy()
+        pos = segment_positions(labels, ep)
+        n_cubes = {int(e): 0 for e in np.unique(ep)}
+        idx = np.arange(0, len(d), args.stride)
+        said = []
+        with torch.inference_mode():
+            for i in range(0, len(idx), 64):
+                said += model.decode_subtask(d.batch(torch.as_tensor(idx[i:i + 64])))
+        right = np.array([s == labels[k] for s, k in zip(said, idx)])
+        decision = pos[idx] < args.window
+        row = {"frames_scored": int(len(idx)), "episodes": int(len(n_cubes)),
+               "accuracy_all": float(right.mean()),
+               "accuracy_decision": float(right[decision].mean()), "decision_frames": int(decision.sum()),
+               "accuracy_underway": float(right[~decision].mean()), "underway_frames": int((~decision).sum()),
+               "accuracy_first_frame": float(right[pos[idx] == 0].mean())}
+        results[task] = row
+        print(task, {k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
+    out = {"checkpoint": args.checkpoint, "layout_seeds": f"{args.seed}..{args.seed + args.episodes - 1}",
+           "data": "the scripted expert's recordings of those layouts (vla_course.recipes.finetune.recording)",
+           "stride": args.stride, "decision_window_frames": args.window, "per_task": results,
+           "seconds": time.perf_counter() - t0, "torch_threads": 1,
+           "command": f"python benchmarks/pi05_decision_points.py --checkpoint {args.checkpoint} "
+                      f"--episodes {args.episodes}"}
+    Path(args.out).write_text(json.dumps(out, indent=1))
+    print("wrote", args.out)
+
+
+if __name__ == "__main__":
+    main()
