@@ -1,4 +1,4 @@
-"""Where pi0.5's high level goes wrong: at the moments it has to decide (notebook 07).
+"""Where pi0.5's high level goes wrong: at the moments it has to decide.
 
 ``pi05``'s high level scores well on the expert's own frames yet poorly in its own rollouts. This measures why,
 on the scripted expert's recordings of the held-out layouts (``--episodes`` per multi-step task, seeds 10000..):
@@ -11,7 +11,7 @@ where the frame sits in its subtask segment:
   arm itself gives the answer away.
 
 A high level that reads the arm's heading instead of the table (a shortcut: "causal confusion" in imitation
-learning, de Haan et al. 2019) is right underway and near chance at the decisions. In a rollout that is where
+learning, de Haan et al. 2019) is right underway and wrong at the decisions. In a rollout that is where
 it matters: a wrong first decision sends the arm to a wrong cube, and from then on the arm "confirms" it.
 
     python benchmarks/pi05_decision_points.py [--checkpoint pi05] [--episodes 20]
@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from vla_course.checkpoints import RESULTS_DIR, load_pretrained
-from vla_course.sim.expert import DONE_SUBTASK, instruction_subtasks
+from vla_course.sim.expert import instruction_subtasks
 
 TASKS = ("clear_table", "two_in_order", "refer")
 
@@ -46,19 +46,6 @@ def segment_positions(labels: list[str], episode_index) -> np.ndarray:
     for i in range(1, len(labels)):
         same = labels[i] == labels[i - 1] and int(episode_index[i]) == int(episode_index[i - 1])
         out[i] = out[i - 1] + 1 if same else 0
-    return out
-
-
-def cubes_left(labels: list[str], episode_index, n_cubes: dict[int, int]) -> np.ndarray:
-    """For each frame, how many cubes the episode still has to move (its segments so far counted off)."""
-    out, done, prev = np.zeros(len(labels), dtype=int), 0, None
-    for i, (lab, ep) in enumerate(zip(labels, episode_index)):
-        ep = int(ep)
-        if i == 0 or ep != int(episode_index[i - 1]):
-            done, prev = 0, lab
-        elif lab != prev:
-            done, prev = done + 1, lab
-        out[i] = max(1, n_cubes[ep] - done)
     return out
 
 
@@ -83,7 +70,6 @@ def main() -> None:
         labels = instruction_subtasks(d.subtasks, d.episode_index.tolist())
         ep = d.episode_index.numpy()
         pos = segment_positions(labels, ep)
-        n_cubes = {int(e): 0 for e in np.unique(ep)}
         idx = np.arange(0, len(d), args.stride)
         said = []
         with torch.inference_mode():
@@ -91,11 +77,11 @@ def main() -> None:
                 said += model.decode_subtask(d.batch(torch.as_tensor(idx[i:i + 64])))
         right = np.array([s == labels[k] for s, k in zip(said, idx)])
         decision = pos[idx] < args.window
-        row = {"frames_scored": int(len(idx)), "episodes": int(len(n_cubes)),
+        row = {"frames_scored": int(len(idx)), "episodes": int(len(np.unique(ep))),
                "accuracy_all": float(right.mean()),
                "accuracy_decision": float(right[decision].mean()), "decision_frames": int(decision.sum()),
                "accuracy_underway": float(right[~decision].mean()), "underway_frames": int((~decision).sum()),
-               "accuracy_first_frame": float(right[pos[idx] == 0].mean())}
+               "accuracy_segment_first_frame": float(right[pos[idx] == 0].mean())}
         results[task] = row
         print(task, {k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
     out = {"checkpoint": args.checkpoint, "layout_seeds": f"{args.seed}..{args.seed + args.episodes - 1}",
