@@ -30,23 +30,10 @@ import numpy as np
 import torch
 
 from vla_course.checkpoints import RESULTS_DIR, load_pretrained
+from vla_course.models.subtask import segment_positions
 from vla_course.sim.expert import instruction_subtasks
 
 TASKS = ("clear_table", "two_in_order", "refer")
-
-
-def segment_positions(labels: list[str], episode_index) -> np.ndarray:
-    """For each frame, how many frames into its subtask segment it is (0 at an episode's first frame and at each
-    change of label).
-
-    >>> segment_positions(["a", "a", "b", "b", "b", "b"], [0, 0, 0, 0, 1, 1]).tolist()
-    [0, 1, 0, 1, 0, 1]
-    """
-    out = np.zeros(len(labels), dtype=int)
-    for i in range(1, len(labels)):
-        same = labels[i] == labels[i - 1] and int(episode_index[i]) == int(episode_index[i - 1])
-        out[i] = out[i - 1] + 1 if same else 0
-    return out
 
 
 def main() -> None:

@@ -115,6 +115,9 @@ def test_quick_recipes_write_loadable_checkpoints(tmp_path, name):
     # the subtask cross-entropy is trained in pi05 only; both co-train on VQA
     terms = meta["training"]["terms_every_step"]
     assert ("high_level.text" in terms) is (name == "pi05") and "vqa.text" in terms
+    # pi05's extra high-level rows from the decision frames: some frames of the 2 episodes, not all
+    n = meta["training"]["decision_frames"]["frames"]
+    assert (("high_level_decisions.text" in terms) and 0 < n < meta["data"]["frames"]) if name == "pi05" else n == 0
 
 
 def test_an_oracle_high_level_says_what_the_scene_calls_for():

@@ -31,6 +31,8 @@ the labels (:func:`high_level_batch`), the low level with the flow loss on the s
 
 from __future__ import annotations
 
+import numpy as np
+
 from vla_course.constants import IMAGE_KEY_PREFIX
 
 
@@ -58,3 +60,32 @@ def low_level_batch(batch: dict) -> dict:
     out["task"] = subtasks
     return out
 
+
+
+def segment_positions(labels: list[str], episode_index) -> np.ndarray:
+    """For each frame, how many frames into its subtask segment it is (0 at an episode's first frame and at each
+    change of label).
+
+    >>> segment_positions(["a", "a", "b", "b", "b", "b"], [0, 0, 0, 0, 1, 1]).tolist()
+    [0, 1, 0, 1, 0, 1]
+    """
+    ep = np.asarray(episode_index)
+    out = np.zeros(len(labels), dtype=int)
+    for i in range(1, len(labels)):
+        out[i] = out[i - 1] + 1 if labels[i] == labels[i - 1] and ep[i] == ep[i - 1] else 0
+    return out
+
+
+def decision_frames(labels: list[str], episode_index, window: int) -> np.ndarray:
+    """The frames where the high level has to *decide*: the first ``window`` frames of every subtask segment (an
+    episode's start, or just after a cube was let go). There the arm is at rest or leaving the bin, so only the
+    table says which cube is next; underway, the arm's heading gives the answer away, and a high level trained
+    on every frame alike learns to read the heading (causal confusion). ``pi05`` draws extra high-level rows
+    from these frames (``Pi05Recipe.decision_batch_size``).
+
+    >>> decision_frames(["a", "a", "a", "b", "b", "b"], [0, 0, 0, 0, 0, 0], window=2).tolist()
+    [0, 1, 3, 4]
+    """
+    if window < 1:
+        raise ValueError(f"window must be >= 1 frame, got {window}")
+    return np.flatnonzero(segment_positions(labels, episode_index) < window)

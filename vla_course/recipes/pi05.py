@@ -29,7 +29,12 @@ nearest-the-bin). Choices this recipe states:
 * no adaRMS time injection: the expert keeps pi0's concat + MLP time embedding;
 * the flow loss reaches the backbone (plain pi0's recipe, ``pi0_base``'s own), with VQA co-training beside it.
   Knowledge Insulation cost grasping success in notebook 06, so it is not used here;
-* the high level thinks again before every chunk by default (``think_every``; notebook 07 measures others).
+* the high level thinks again before every chunk by default (``think_every``; notebook 07 measures others);
+* optionally, the high level draws extra rows from the *decision* frames, the first ``decision_window`` frames
+  of each subtask segment (``decision_batch_size``; :func:`~vla_course.models.subtask.decision_frames`). The
+  shipped pi05 trains without them (0) and reads the arm's heading instead of the table: right underway, wrong
+  where it has to choose the next cube (``benchmarks/pi05_decision_points.py``). A full run with them is not
+  measured yet.
 
 Evaluation: held-out layout seeds 10000.. of every multi-step task and of pick_place, each rollout with its own
 noise (policy seed = layout seed). It reports success and subtasks completed per episode (targets binned in the
@@ -47,7 +52,8 @@ from pathlib import Path
 import torch
 
 from vla_course.data.cache import relative_to_repo
-from vla_course.models.subtask import high_level_batch, low_level_batch
+from vla_course.data.views import Subset
+from vla_course.models.subtask import decision_frames, high_level_batch, low_level_batch
 from vla_course.recipes.finetune import grow_vocabulary, recording, robot_chunks_of
 from vla_course.sim.expert import instruction_subtasks
 from vla_course.train import recipe
@@ -74,6 +80,12 @@ class Pi05Recipe:
     vqa_batch_size: int = 8  # ... and VQA questions (co-training; both recipes)
     high_batch_size: int = 16  # pi05 only: high-level text rows (prompt -> subtask) of the multi-step frames ...
     base_high_batch_size: int = 4  # ... and of the pick_place replay
+    # pi05 only: extra high-level rows from the decision frames, the first `decision_window` frames of each
+    # subtask segment (models/subtask.decision_frames). The shipped pi05 has none (0) and is right underway,
+    # wrong at the decisions: it reads the arm's heading (data/results/pi05_decision_points.json). A full run
+    # with e.g. 16 is the next experiment; not run yet
+    decision_batch_size: int = 0
+    decision_window: int = 8
     vqa_scenes: int = 2000
     lr: float = 1e-4
     # pi05 only: the subtask in the words of a one-cube instruction ("put the red cube in the bin"), read by the
@@ -92,7 +104,7 @@ class Pi05Recipe:
         """Seconds: one episode per task, four steps, one evaluation episode per task."""
         return replace(self, recordings=(("clear_table", 30_000, 1), ("refer", 32_000, 1)),
                        base_recordings=((0, 1, 0.0),), steps=4, batch_size=8, base_batch_size=4, vqa_batch_size=4,
-                       high_batch_size=4, base_high_batch_size=2, vqa_scenes=4, warmup=2, eval_episodes=1, eval_tasks=("refer",), progress=False)
+                       high_batch_size=4, base_high_batch_size=2, decision_batch_size=2, vqa_scenes=4, warmup=2, eval_episodes=1, eval_tasks=("refer",), progress=False)
 
 
 def subtask_answer(batch: dict, generator=None) -> dict:
@@ -163,12 +175,18 @@ def _run(cfg: Pi05Recipe, *, seed: int, out_dir: Path, cache=None) -> dict:
         model.config.layout = "subtask"
         model.config.text_weight = cfg.text_weight
         model.config.subtask_words, model.config.subtask_as_prompt = cfg.subtask_words, cfg.subtask_as_prompt
+    n_decisions = 0
     if cfg.hierarchical and cfg.subtask_as_prompt:  # two sequences: text rows for the high level, action rows
         sources = [Source("multi_step", multi, cfg.batch_size, transform=low_level_rows),
                    Source("pick_place", base, cfg.base_batch_size, transform=low_level_rows),
                    Source("high_level", multi, cfg.high_batch_size, transform=high_level_rows),
                    Source("pick_place_high", base, cfg.base_high_batch_size, transform=high_level_rows),
                    Source("vqa", vqa, cfg.vqa_batch_size)]
+        if cfg.decision_batch_size:
+            decisions = decision_frames(multi.subtasks, multi.episode_index.numpy(), cfg.decision_window)
+            n_decisions = len(decisions)
+            sources.append(Source("high_level_decisions", Subset(multi, torch.as_tensor(decisions)),
+                                  cfg.decision_batch_size, transform=high_level_rows))
     else:
         transform = subtask_answer if cfg.hierarchical else None
         sources = [Source("multi_step", multi, cfg.batch_size, transform=transform),
@@ -209,6 +227,7 @@ def _run(cfg: Pi05Recipe, *, seed: int, out_dir: Path, cache=None) -> dict:
         "training": {"steps": cfg.steps, "batch_sizes": {s.name: s.batch_size for s in sources}, "lr": cfg.lr,
                      "subtask_words": model.config.subtask_words, "subtask_as_prompt": model.config.subtask_as_prompt,
                      "warmup": cfg.warmup, "words_added": added, "layout": model.config.layout,
+                     "decision_frames": {"window": cfg.decision_window, "frames": n_decisions},
                      "loss_every_step": log.loss[::10],
                      "terms_every_step": {k: v[::10] for k, v in log.losses.items()}},
         "n_action_steps": model.config.n_action_steps,
