@@ -41,6 +41,7 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", default="pi05")
+    ap.add_argument("--root", default=None, help="checkpoint folder (default data/checkpoints)")
     ap.add_argument("--episodes", type=int, default=20)
     ap.add_argument("--seed", type=int, default=10_000)
     ap.add_argument("--stride", type=int, default=3)
@@ -48,7 +49,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(RESULTS_DIR / "pi05_decision_points.json"))
     args = ap.parse_args()
     torch.set_num_threads(1)
-    model = load_pretrained(args.checkpoint, kind="Pi0").eval()
+    model = load_pretrained(args.checkpoint, kind="Pi0", root=args.root).eval()
     t0 = time.perf_counter()
     results = {}
     for task in TASKS:
@@ -71,12 +72,12 @@ def main() -> None:
                "accuracy_segment_first_frame": float(right[pos[idx] == 0].mean())}
         results[task] = row
         print(task, {k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
-    out = {"checkpoint": args.checkpoint, "layout_seeds": f"{args.seed}..{args.seed + args.episodes - 1}",
+    out = {"checkpoint": args.checkpoint, "root": args.root, "layout_seeds": f"{args.seed}..{args.seed + args.episodes - 1}",
            "data": "the scripted expert's recordings of those layouts (vla_course.recipes.finetune.recording)",
            "stride": args.stride, "decision_window_frames": args.window, "per_task": results,
            "seconds": time.perf_counter() - t0, "torch_threads": 1,
            "command": f"python benchmarks/pi05_decision_points.py --checkpoint {args.checkpoint} "
-                      f"--episodes {args.episodes}"}
+                      f"--episodes {args.episodes}" + (f" --root {args.root}" if args.root else "")}
     Path(args.out).write_text(json.dumps(out, indent=1))
     print("wrote", args.out)
 

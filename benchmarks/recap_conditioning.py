@@ -2,7 +2,8 @@
 classifier-free guidance (pi*0.6: beta = 1 by default, 1.5..2.5 optional; a high beta makes motion aggressive).
 
 The same ``recap`` checkpoint on the same held-out layouts (10000..), each condition one after the other in one
-run: success, mean steps to finish, throughput, and how fast the arm moves (the mean speed of the five arm joints,
+run, each layout with its own noise (policy seed = layout seed, as benchmarks/recap_policies.py): success,
+mean steps to finish, throughput, and how fast the arm moves (the mean speed of the five arm joints,
 degrees per second, from the observed state). Written to ``data/results/recap_conditioning.json`` (notebook 08).
 
     python benchmarks/recap_conditioning.py [--episodes 20] [--betas 1.5 2.5]
@@ -29,6 +30,14 @@ class MotionMeter:
         self.policy, self.fps, self.speeds = policy, fps, []
         self.cameras = getattr(policy, "cameras", ())
         self._last = None
+
+    @property
+    def seed(self):  # evaluate_policy(noise_offset=...) sets each episode's noise seed on the policy it holds
+        return self.policy.seed
+
+    @seed.setter
+    def seed(self, value) -> None:
+        self.policy.seed = value
 
     def reset(self) -> None:
         self.policy.reset()
@@ -62,11 +71,12 @@ def main() -> None:
                   **{f"positive, CFG beta {b:g}": (POSITIVE, b) for b in args.betas}}
     out = {"command": f"python benchmarks/recap_conditioning.py --episodes {args.episodes} --seed {args.seed} "
                       f"--betas {' '.join(f'{b:g}' for b in args.betas)}",
-           "checkpoint": args.checkpoint, "seeds": f"{args.seed}..{args.seed + args.episodes - 1}", "conditions": {}}
+           "checkpoint": args.checkpoint, "noise": "policy seed = layout seed (evaluate_policy noise_offset=0)",
+           "seeds": f"{args.seed}..{args.seed + args.episodes - 1}", "conditions": {}}
     for name, (condition, beta) in conditions.items():
         t = time.perf_counter()
         meter = MotionMeter(Pi0Policy(model, seed=0, condition=condition, guidance=beta))
-        ev = evaluate_policy(meter, args.seed, args.episodes, progress=True)
+        ev = evaluate_policy(meter, args.seed, args.episodes, progress=True, noise_offset=0)
         row = {**outcome(ev), "condition": condition, "guidance": beta,
                "mean_arm_speed_deg_s": float(np.mean(meter.speeds)), "seconds": time.perf_counter() - t}
         out["conditions"][name] = row

@@ -174,6 +174,14 @@ def test_vlm_instruction_keypoints_depend_on_the_prompt_and_round_trip(tmp_path)
         assert not torch.allclose(red[:, cam + g + 3:cam + n], blue[:, cam + g + 3:cam + n])
     cams = [imgs["observation.images.front"], imgs["observation.images.wrist"]]
     torch.testing.assert_close(vlm.vision(cams, query=vlm.instruction_query(["pick up the red cube"])), red[:, :2 * n])
+    # a condition after the instruction (RECAP): the transformer reads it, the instruction keypoints read only
+    # batch["instruction"]; without that key the condition's words dilute their query and the keypoints move
+    cond = {**imgs, "prompt": ["pick up the red cube advantage: positive"]}
+    told = vlm.embed_prefix({**cond, "instruction": ["pick up the red cube"]})[0]
+    torch.testing.assert_close(told[:, :2 * n], red[:, :2 * n])
+    assert told.shape[1] > red.shape[1]  # the condition's words are in the prefix
+    diluted = vlm.embed_prefix(cond)[0]
+    assert not torch.allclose(diluted[:, g + 3:n], red[:, g + 3:n])
     vlm.save_pretrained(tmp_path)
     back = TinyVLM.from_pretrained(tmp_path)
     torch.testing.assert_close(back.embed_prefix({**imgs, "prompt": ["pick up the red cube"]})[0], red)

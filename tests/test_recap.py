@@ -126,7 +126,9 @@ def test_labels_threshold_at_a_percentile_corrections_always_positive_and_the_pr
     assert advantage_prompt("put the red cube in the bin", True) == "put the red cube in the bin advantage: positive"
     assert advantage_prompt("x", False).endswith("advantage: negative") and advantage_prompt("x", None) == "x"
     batch = {"task": ["put the red cube in the bin"] * 2000, "advantage_positive": torch.arange(2000) % 2 == 0}
-    out = condition_on_advantage(0.3)(dict(batch), torch.Generator().manual_seed(0))["task"]
+    conditioned = condition_on_advantage(0.3)(dict(batch), torch.Generator().manual_seed(0))
+    out = conditioned["task"]
+    assert conditioned["instruction"] == batch["task"]  # the bare instruction, for the instruction keypoints
     bare = np.mean([t == "put the red cube in the bin" for t in out])
     assert 0.27 < bare < 0.33
     assert all(t.endswith("positive") for t, p in zip(out, batch["advantage_positive"]) if p and t != batch["task"][0])

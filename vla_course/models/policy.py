@@ -105,7 +105,8 @@ class Pi0Policy:
             cfg = self.model.config
             noise = torch.randn(1, cfg.chunk_size, cfg.action_dim, generator=self.generator)
             guidance = None
-            if self.condition:
+            if self.condition:  # the condition after the instruction; the instruction keypoints read the bare one
+                batch = dict(batch, instruction=list(batch["task"]))
                 cond = dict(batch, task=[f"{t} {self.condition}" for t in batch["task"]])
                 if self.guidance is not None:  # the conditioned row, then the bare one
                     batch = {k: (torch.cat([cond[k], batch[k]]) if torch.is_tensor(batch[k]) else cond[k] + batch[k])

@@ -166,6 +166,9 @@ class TinyVLM(nn.Module):
                      append_ids: list[list[int]] | None = None) -> tuple[Tensor, Tensor]:
         """Prefix = [image tokens of every camera, <bos> + prompt words (+ ``append_ids``)].
 
+        With instruction keypoints, their query is the mean word embedding of ``batch["instruction"]`` if the
+        batch has one (the instruction without a condition after it), else of the prompt.
+
         It returns embeddings (B, Np, W) and the pad mask (B, Np). The whole
         prefix is one bidirectional block (ar_mask all zeros).
         """
@@ -176,7 +179,12 @@ class TinyVLM(nn.Module):
         ids, text_pad = self.tokenize(list(prompts), add_bos=True, add_eos=False,
                                       max_len=self.config.max_prompt_len, append_ids=append_ids)
         text = self.embed_tokens(ids)
-        query = mean_embedding(text, text_pad) if self.config.instruction_keypoints else None
+        query = None
+        if self.config.instruction_keypoints:  # what the instruction keypoints look for: the instruction's words,
+            # not a condition written after them (RECAP's "advantage: positive" would dilute the mean embedding and
+            # the keypoints lose the named cube: batch["instruction"], when present, is the bare instruction)
+            query = (self.instruction_query(batch["instruction"]) if "instruction" in batch
+                     else mean_embedding(text, text_pad))
         images = camera_images(batch, self.config.cameras)
         if len(images[0]) != ids.shape[0]:
             raise ValueError(f"{len(images[0])} images but {ids.shape[0]} prompts")

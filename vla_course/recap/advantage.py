@@ -89,13 +89,17 @@ def advantage_prompt(instruction: str, positive: bool | None) -> str:
 
 def condition_on_advantage(dropout: float = 0.3):
     """A training-source transform: each row's ``task`` gets its ``advantage_positive`` label written after it,
-    except a random ``dropout`` of the rows, which keep the bare instruction (pi*0.6 drops it 30% of the time)."""
+    except a random ``dropout`` of the rows, which keep the bare instruction (pi*0.6 drops it 30% of the time).
+    ``instruction`` keeps the bare instruction for the instruction keypoints: written into their query, the
+    advantage words diluted it and the keypoints lost the named cube (the first recap read any advantage
+    prompt 22 points worse than none, positive and negative alike)."""
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
 
     def transform(batch: dict, generator=None) -> dict:
         pos = torch.as_tensor(batch["advantage_positive"], dtype=torch.bool)
         drop = torch.rand(len(pos), generator=generator) < dropout
+        batch["instruction"] = list(batch["task"])  # what the instruction keypoints read (models/vlm.py)
         batch["task"] = [advantage_prompt(t, None if d else bool(p))
                          for t, p, d in zip(batch["task"], pos.tolist(), drop.tolist())]
         return batch
