@@ -180,9 +180,7 @@ class TinyVLM(nn.Module):
                                       max_len=self.config.max_prompt_len, append_ids=append_ids)
         text = self.embed_tokens(ids)
         query = None
-        if self.config.instruction_keypoints:  # what the instruction keypoints look for: the instruction's words,
-            # not a condition written after them (RECAP's "advantage: positive" would dilute the mean embedding and
-            # the keypoints lose the named cube: batch["instruction"], when present, is the bare instruction)
+        if self.config.instruction_keypoints:  # RECAP's "advantage: ..." after the instruction must not dilute it
             query = (self.instruction_query(batch["instruction"]) if "instruction" in batch
                      else mean_embedding(text, text_pad))
         images = camera_images(batch, self.config.cameras)

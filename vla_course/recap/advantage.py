@@ -91,8 +91,7 @@ def condition_on_advantage(dropout: float = 0.3):
     """A training-source transform: each row's ``task`` gets its ``advantage_positive`` label written after it,
     except a random ``dropout`` of the rows, which keep the bare instruction (pi*0.6 drops it 30% of the time).
     ``instruction`` keeps the bare instruction for the instruction keypoints: written into their query, the
-    advantage words diluted it and the keypoints lost the named cube (the first recap read any advantage
-    prompt 22 points worse than none, positive and negative alike)."""
+    advantage words diluted it and the keypoints lost the named cube (notebook 08, "a bug the question found")."""
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
 
