@@ -69,7 +69,9 @@ def main() -> None:
     model = load_pretrained(args.checkpoint, kind="Pi0", root=args.root).eval()
     conditions = {"positive": (POSITIVE, None), "negative": (NEGATIVE, None), "none": (None, None),
                   **{f"positive, CFG beta {b:g}": (POSITIVE, b) for b in args.betas}}
-    out = {"command": f"python benchmarks/recap_conditioning.py --episodes {args.episodes} --seed {args.seed} "
+    where = (f" --checkpoint {args.checkpoint}" if args.checkpoint != "recap" else "") + \
+        (f" --root {args.root}" if args.root else "")
+    out = {"command": f"python benchmarks/recap_conditioning.py{where} --episodes {args.episodes} --seed {args.seed} "
                       f"--betas {' '.join(f'{b:g}' for b in args.betas)}",
            "checkpoint": args.checkpoint, "noise": "policy seed = layout seed (evaluate_policy noise_offset=0)",
            "seeds": f"{args.seed}..{args.seed + args.episodes - 1}", "conditions": {}}

@@ -21,12 +21,12 @@ from pathlib import Path
 
 import torch
 
-from vla_course.checkpoints import RESULTS_DIR, load_pretrained
+from vla_course.checkpoints import RESULTS_DIR, load_pretrained, read_metadata
 
 
 def main() -> None:
     from vla_course.models import Pi0Policy
-    from vla_course.recap.advantage import POSITIVE
+    from vla_course.recap.advantage import POSITIVE, asks_for_positive
     from vla_course.recipes.recap import outcome
     from vla_course.training.evaluate import evaluate_policy
 
@@ -41,9 +41,11 @@ def main() -> None:
     results = {}
     for name in args.models:
         model = load_pretrained(name, kind="Pi0", root=args.root).eval()
-        # only the RECAP recipe adds the advantage words to the vocabulary; the CLI's RecapCheckpointPolicy wraps its
-        # Pi0Policy, so the per-layout seed evaluate_policy sets would not reach the noise: use Pi0Policy itself
-        policy = Pi0Policy(model, condition=POSITIVE if "advantage" in model.vlm.tokenizer else None)
+        # a RECAP checkpoint (by its recipe's variant: every tokenizer here holds the advantage words) is asked for
+        # "advantage: positive", as the CLI's --policy recap does. (Until this was fixed, the test looked for the
+        # word "advantage", which the tokenizer spells "advantage:", and recap was evaluated with no label.)
+        condition = POSITIVE if asks_for_positive(read_metadata(name, root=args.root)) else None
+        policy = Pi0Policy(model, condition=condition)
         t0 = time.perf_counter()
         ev = evaluate_policy(policy, args.seed, args.episodes, noise_offset=0)
         results[name] = {**outcome(ev), "condition": policy.condition, "seconds": time.perf_counter() - t0,
@@ -56,7 +58,8 @@ def main() -> None:
     merged.setdefault("models", {}).update(results)
     merged.update({"eval_seeds": f"{args.seed}..{args.seed + args.episodes - 1}",
                    "noise": "policy seed = layout seed (every rollout its own noise; the same for every model)",
-                   "torch_threads": 1, "command": "python benchmarks/recap_policies.py --models " + " ".join(args.models)})
+                   "torch_threads": 1, "command": "python benchmarks/recap_policies.py --models " + " ".join(args.models)
+                   + (f" --root {args.root}" if args.root else "") + f" --seed {args.seed} --episodes {args.episodes}"})
     out.write_text(json.dumps(merged, indent=1))
     print("wrote", out)
 

@@ -329,3 +329,15 @@ def test_falls_after_and_spearman():
     assert spearman(x, x ** 3) == pytest.approx(1.0) and spearman(x, -x) == pytest.approx(-1.0)
     with pytest.raises(ValueError, match="equal lengths"):
         spearman(x, x[:3])
+
+
+def test_only_recap_checkpoints_are_asked_for_positive_and_the_vocabulary_cannot_tell():
+    from vla_course.checkpoints import load_pretrained, read_metadata
+    from vla_course.models.tokenizer import split_words
+    from vla_course.recap.advantage import POSITIVE, asks_for_positive
+
+    assert asks_for_positive(read_metadata("recap"))
+    assert not asks_for_positive(read_metadata("recap_bc_all")) and not asks_for_positive(read_metadata("pi0_base"))
+    # the words are in pi0_base's vocabulary too (spelt "advantage:"), so a vocabulary test picks nothing out
+    tok = load_pretrained("pi0_base", kind="Pi0").vlm.tokenizer
+    assert all(w in tok for w in split_words(POSITIVE)) and "advantage" not in tok

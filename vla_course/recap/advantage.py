@@ -103,3 +103,10 @@ def condition_on_advantage(dropout: float = 0.3):
                          for t, p, d in zip(batch["task"], pos.tolist(), drop.tolist())]
         return batch
     return transform
+
+
+def asks_for_positive(metadata: dict) -> bool:
+    """Whether a checkpoint, by its ``metadata.json``, is an advantage-conditioned RECAP policy, to be asked for
+    ``POSITIVE`` at inference (the recipe's variant ``"recap"``). Its vocabulary cannot tell: ``pi0_base``'s
+    already holds "advantage:", "positive" and "negative", so every fine-tune of it has them."""
+    return metadata.get("config", {}).get("variant") == "recap"
