@@ -17,7 +17,8 @@ steps (written out in each, now that the recipes train 6000)::
     weak_*             the whole loop again from a weaker base policy, pi0_bc50 (50 demonstrations): its own
                        rollouts, corrections and value hold-out recorded, its own value function (weak_value),
                        then recap and the three BC baselines from it, all in <root>/weak_base; weak_*_4x at 4x
-                       the steps and lr 3e-4 in <root>/weak_base_4x
+                       the steps and lr 3e-4 in <root>/weak_base_4x. Run so far: weak_value, weak_recap and
+                       weak_recap_4x (the BC rows are defined, not yet run)
 
     python benchmarks/recap_ablations.py [--only clean_demos no_mistakes] [--root outputs/recap_ablations]
 
@@ -92,7 +93,7 @@ def run(name: str, root: Path) -> dict:
     if not (meta_path.exists() and json.loads(meta_path.read_text()).get("config") == want):
         if not (where / cfg.base).exists():
             shutil.copytree(CHECKPOINT_DIR / cfg.base, where / cfg.base)
-        if recipe not in ("value_so100", "recap_bc_all", "recap_bc_demos") and not (where / "value_so100").exists():
+        if recipe == "recap" and not (where / "value_so100").exists():  # only recap reads a value function
             if name in FOLDER:  # the weak base's own value function, trained on its own data first
                 run("weak_value", root)
                 if FOLDER[name] != FOLDER["weak_value"]:

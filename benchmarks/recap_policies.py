@@ -43,7 +43,8 @@ def main() -> None:
         model = load_pretrained(name, kind="Pi0", root=args.root).eval()
         # a RECAP checkpoint (by its recipe's variant: every tokenizer here holds the advantage words) is asked for
         # "advantage: positive", as the CLI's --policy recap does. (Until this was fixed, the test looked for the
-        # word "advantage", which the tokenizer spells "advantage:", and recap was evaluated with no label.)
+        # word "advantage", which the tokenizer spells "advantage:", and recap was evaluated with no label.) Pi0Policy
+        # itself, not the CLI's RecapCheckpointPolicy: evaluate_policy's per-layout seed must reach the noise
         condition = POSITIVE if asks_for_positive(read_metadata(name, root=args.root)) else None
         policy = Pi0Policy(model, condition=condition)
         t0 = time.perf_counter()
